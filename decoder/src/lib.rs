@@ -1,0 +1,1 @@
+//! klog-decode library: lands with the decoder issue.

@@ -1,0 +1,1 @@
+//! klog proc macros: land with the klog issue.

@@ -1,0 +1,203 @@
+//! The reader side of a buffer: relay.c's `relay_file_read` with `relay_file_read_avail`,
+//! `_start_pos`, `_subbuf_avail`, `_end_pos` and `_consume`, and `relay_file_poll`.
+//!
+//! relay.c keeps the read position as (`subbufs_consumed`, `bytes_consumed`) and re-derives
+//! absolute positions with modular arithmetic, which loses track when the position lands in
+//! padding (it returns the same bytes again, sometimes hundreds of times in one call) or when
+//! `subbufs_consumed` moves under it. Here the position is always "byte `bytes_consumed` of
+//! sub-buffer number `subbufs_consumed`", and a complete sub-buffer is done exactly when
+//! `bytes_consumed` reaches its length (`subbuf_size - padding`).
+//!
+//! DIFF(relay.c): every byte is returned exactly once; see `docs/ARCHITECTURE.md`.
+
+#[cfg(not(loom))]
+use core::sync::atomic::{fence, Ordering};
+#[cfg(loom)]
+use loom::sync::atomic::{fence, Ordering};
+
+use super::{Buf, Poll};
+
+/// Where [`Buf::read`] copies bytes to.
+pub trait ReadSink {
+    /// Bytes the sink can still take.
+    fn room(&self) -> usize;
+
+    /// Copies `len <= room()` bytes from `src` to the sink's current position *without*
+    /// advancing it. Returns `false` if the copy failed (e.g. a faulting user pointer); the read
+    /// then stops and consumes nothing more.
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reads of `len` bytes (it may be concurrently overwritten by a lapping
+    /// writer; such a copy is discarded through [`ReadSink::commit`] never being called).
+    unsafe fn copy(&mut self, src: *const u8, len: usize) -> bool;
+
+    /// Makes the last `len` copied bytes part of the result.
+    fn commit(&mut self, len: usize);
+}
+
+/// A [`ReadSink`] over a byte slice.
+pub struct SliceSink<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> SliceSink<'a> {
+    /// A sink filling `buf` from its start.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        SliceSink { buf, pos: 0 }
+    }
+
+    /// Bytes committed so far.
+    pub fn filled(&self) -> usize {
+        self.pos
+    }
+}
+
+impl ReadSink for SliceSink<'_> {
+    fn room(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    unsafe fn copy(&mut self, src: *const u8, len: usize) -> bool {
+        let dst = &mut self.buf[self.pos..self.pos + len];
+        // SAFETY: `src` is valid for `len` bytes (caller contract) and `dst` is a distinct
+        // exclusive slice of exactly `len` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), len) };
+        true
+    }
+
+    fn commit(&mut self, len: usize) {
+        self.pos += len;
+    }
+}
+
+impl Buf {
+    /// relay's `relay_file_poll` readiness: at least one complete sub-buffer is unconsumed.
+    pub fn poll(&self) -> Poll {
+        if self.is_finalized() {
+            return Poll::Finalized;
+        }
+        let (produced, _) = self.writer_snapshot();
+        if produced != self.state().r.consumed.load(Ordering::Relaxed) {
+            Poll::Readable
+        } else {
+            Poll::Empty
+        }
+    }
+
+    /// relay's `relay_file_read`: copies unread bytes into `sink`, consuming them, skipping
+    /// padding, including the partly written current sub-buffer; never blocks. Returns the number
+    /// of bytes committed to the sink (0 when nothing is available).
+    ///
+    /// In overwrite mode a reader that was lapped skips to the oldest sub-buffer still intact
+    /// (`subbufs_produced - n_subbufs + 1`), as relay.c does, and counts the skipped sub-buffers in
+    /// `lapped_subbufs`; a copy that the writer overwrote while it was being made is discarded
+    /// and counted in `torn_reads`.
+    ///
+    /// # Safety
+    ///
+    /// The caller has reader exclusivity (the backend's reader lock).
+    pub unsafe fn read<S: ReadSink + ?Sized>(&self, sink: &mut S) -> usize {
+        let st = self.state();
+        let size = self.geometry().subbuf_size();
+        let n = self.geometry().n_subbufs();
+        let mut total = 0;
+        loop {
+            let room = sink.room();
+            if room == 0 {
+                break;
+            }
+            let (produced, offset) = self.writer_snapshot();
+            let refused = offset > size;
+            let mut consumed = st.r.consumed.load(Ordering::Relaxed);
+            let mut bytes = st.r.bytes_consumed.load(Ordering::Relaxed);
+
+            if !refused && produced.wrapping_sub(consumed) >= n {
+                // The writer is filling the slot of sub-buffer `consumed`: skip to the oldest
+                // one not yet reused (relay_file_read_avail's lap logic).
+                let oldest = produced.wrapping_sub(n - 1);
+                st.s.lapped_subbufs
+                    .fetch_add(oldest.wrapping_sub(consumed), Ordering::Relaxed);
+                consumed = oldest;
+                bytes = 0;
+                st.r.bytes_consumed.store(0, Ordering::Relaxed);
+                st.r.consumed.store(consumed, Ordering::Release);
+            }
+
+            let slot = consumed % n;
+            let complete_len = if consumed != produced {
+                // Complete: its padding was published before `produced` (Acquire above).
+                let len = size - self.padding_slot(slot).load(Ordering::Relaxed);
+                if bytes >= len {
+                    // Nothing (left) in it, e.g. a flushed empty sub-buffer: move on.
+                    st.r.bytes_consumed.store(0, Ordering::Relaxed);
+                    st.r.consumed
+                        .store(consumed.wrapping_add(1), Ordering::Release);
+                    continue;
+                }
+                Some(len)
+            } else {
+                None
+            };
+            let end = match complete_len {
+                Some(len) => len,
+                None if !refused && offset > bytes => offset,
+                None => break,
+            };
+            let len = room.min(end - bytes);
+            // SAFETY: `slot * size + end <= size()` since `end <= subbuf_size`; the sink's
+            // contract covers the destination.
+            if !unsafe { sink.copy(self.data_ptr().add(slot * size + bytes), len) } {
+                break;
+            }
+            // Validate the copy: if the writer reached sub-buffer `consumed + n` meanwhile it has
+            // started reusing this slot (overwrite mode) and the bytes may be torn.
+            fence(Ordering::Acquire);
+            let (now, now_offset) = self.writer_snapshot();
+            let ahead = now.wrapping_sub(consumed);
+            // `ahead == n` with a refused switch is a full no-overwrite buffer: nobody writes.
+            if ahead > n || (ahead == n && now_offset <= size) {
+                st.s.torn_reads.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            sink.commit(len);
+            total += len;
+            bytes += len;
+            if complete_len == Some(bytes) {
+                st.r.bytes_consumed.store(0, Ordering::Relaxed);
+                // Release: the writer may reuse the slot only after our copy (buf_full Acquire).
+                st.r.consumed
+                    .store(consumed.wrapping_add(1), Ordering::Release);
+            } else {
+                st.r.bytes_consumed.store(bytes, Ordering::Release);
+            }
+        }
+        total
+    }
+
+    /// Bytes a `read` could return right now, without consuming them (padding excluded).
+    pub fn readable_bytes(&self) -> usize {
+        let st = self.state();
+        let size = self.geometry().subbuf_size();
+        let n = self.geometry().n_subbufs();
+        let (produced, offset) = self.writer_snapshot();
+        let mut consumed = st.r.consumed.load(Ordering::Acquire);
+        let mut bytes = st.r.bytes_consumed.load(Ordering::Relaxed);
+        if offset <= size && produced.wrapping_sub(consumed) >= n {
+            consumed = produced.wrapping_sub(n - 1);
+            bytes = 0;
+        }
+        let mut total = 0;
+        while consumed != produced {
+            let len = size - self.padding_slot(consumed % n).load(Ordering::Relaxed);
+            total += len.saturating_sub(bytes);
+            bytes = 0;
+            consumed = consumed.wrapping_add(1);
+        }
+        if offset <= size {
+            total += offset.saturating_sub(bytes);
+        }
+        total
+    }
+}

@@ -1,0 +1,330 @@
+//! The reader side of relay files: `open`, `read`, `poll`, `mmap`, `sendfile`, `close`.
+//!
+//! One API for both worlds: a [`RelayFile`] is either a user-space buffer file (shared memory,
+//! the relay logic runs in the reader through the core) or a kernel relay file in debugfs (plain
+//! system calls; the kernel runs the same logic). Consumers such as the [`super::Recorder`] do not
+//! care which.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::channel::lock_reader;
+use super::shm::BufMem;
+use super::sys::{cvt, is_kernel_fs, Mapping, SharedFutex};
+use crate::core::{wait, Buf, BufStats, Geometry, Poll, SliceSink};
+
+/// Receives `buf_mapped` / `buf_unmapped` for in-process readers.
+pub(crate) trait MapHooks: Send + Sync {
+    fn mapped(&self, buf: &Buf);
+    fn unmapped(&self, buf: &Buf);
+}
+
+enum Kind {
+    /// A user-space buffer: the memory and, for in-process readers, the channel's hooks.
+    User {
+        mem: Arc<BufMem>,
+        hooks: Option<Arc<dyn MapHooks>>,
+    },
+    /// A kernel relay file (debugfs); every operation is the kernel's.
+    Kernel { file: File },
+}
+
+/// An open relay file. Dropping it is relay's `release`: the buffer memory stays alive while any
+/// reader (or mapping) holds it, even after the channel is closed.
+pub struct RelayFile {
+    kind: Kind,
+}
+
+/// A whole-buffer mapping returned by [`RelayFile::mmap`]; unmapping fires `buf_unmapped`.
+pub struct BufMapping {
+    map: Mapping,
+    // Keeps the buffer (and thus the counters below) alive for the mapping's lifetime.
+    mem: Option<Arc<BufMem>>,
+    hooks: Option<Arc<dyn MapHooks>>,
+}
+
+impl BufMapping {
+    /// The mapped buffer: `n_subbufs * subbuf_size` bytes (page-rounded). The writer keeps
+    /// writing into it: copy out what you need, as with the kernel's relay mmap.
+    pub fn as_slice(&self) -> &[u8] {
+        self.map.as_slice()
+    }
+
+    /// Length of the mapping.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the mapping is empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+impl Drop for BufMapping {
+    fn drop(&mut self) {
+        if let Some(mem) = &self.mem {
+            mem.buf().state().mapped().fetch_sub(1, Ordering::Relaxed);
+            if let Some(h) = &self.hooks {
+                h.unmapped(mem.buf());
+            }
+        }
+    }
+}
+
+impl RelayFile {
+    pub(crate) fn from_mem(mem: Arc<BufMem>, hooks: Option<Arc<dyn MapHooks>>) -> Self {
+        mem.buf().state().readers().fetch_add(1, Ordering::Relaxed);
+        RelayFile {
+            kind: Kind::User { mem, hooks },
+        }
+    }
+
+    /// Opens a relay file by path: a user-space buffer file (from any process) or a kernel relay
+    /// file on debugfs/tracefs. Opening never consumes anything.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref();
+        let file = OpenOptions::new().read(true).open(path)?;
+        if is_kernel_fs(file.as_fd())? {
+            return Ok(RelayFile {
+                kind: Kind::Kernel { file },
+            });
+        }
+        // User-space buffer: the reader updates the shared counters, so it needs write access.
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mem = BufMem::open(file)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Self::from_mem(Arc::new(mem), None))
+    }
+
+    /// Treats an already open file as a kernel relay file.
+    pub fn from_kernel_file(file: File) -> Self {
+        RelayFile {
+            kind: Kind::Kernel { file },
+        }
+    }
+
+    /// Whether this is a kernel relay file.
+    pub fn is_kernel(&self) -> bool {
+        matches!(self.kind, Kind::Kernel { .. })
+    }
+
+    /// The geometry, for user-space buffers (the kernel does not expose it).
+    pub fn geometry(&self) -> Option<Geometry> {
+        match &self.kind {
+            Kind::User { mem, .. } => Some(mem.buf().geometry()),
+            Kind::Kernel { .. } => None,
+        }
+    }
+
+    /// The buffer's CPU, for user-space buffers.
+    pub fn cpu(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::User { mem, .. } => Some(mem.buf().cpu()),
+            Kind::Kernel { .. } => None,
+        }
+    }
+
+    /// The buffer's counters, for user-space buffers.
+    pub fn stats(&self) -> Option<BufStats> {
+        match &self.kind {
+            Kind::User { mem, .. } => Some(mem.buf().stats()),
+            Kind::Kernel { .. } => None,
+        }
+    }
+
+    /// relay's `read`: copies up to `out.len()` unread bytes, consuming them and skipping
+    /// padding. Never blocks; `Ok(0)` means nothing is available now.
+    pub fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match &self.kind {
+            Kind::User { mem, .. } => {
+                let b = mem.buf();
+                let _r = lock_reader(b);
+                let mut sink = SliceSink::new(out);
+                // SAFETY: the reader lock is held.
+                Ok(unsafe { b.read(&mut sink) })
+            }
+            Kind::Kernel { file } => loop {
+                // SAFETY: `out` is a valid writable buffer of `out.len()` bytes.
+                let r = unsafe { libc::read(file.as_raw_fd(), out.as_mut_ptr().cast(), out.len()) };
+                match cvt(r) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => return other,
+                }
+            },
+        }
+    }
+
+    /// relay's `poll` without waiting: `Readable` when at least one complete sub-buffer is
+    /// unconsumed, `Finalized` once the channel is closed.
+    pub fn poll_now(&self) -> io::Result<Poll> {
+        self.poll(Some(Duration::ZERO))
+    }
+
+    /// Waits until the buffer is readable (a sub-buffer completed, e.g. on a switch or flush) or
+    /// finalized, or `timeout` passes (`None`: forever). Sleeps on a futex in the shared control
+    /// block (user space) or in `poll(2)` (kernel files): no busy loop.
+    pub fn poll(&self, timeout: Option<Duration>) -> io::Result<Poll> {
+        match &self.kind {
+            Kind::User { mem, .. } => {
+                let b = mem.buf();
+                let futex = SharedFutex {
+                    deadline: timeout.map(|t| Instant::now() + t),
+                };
+                wait::wait_until(b.state(), &futex, || b.poll() != Poll::Empty);
+                Ok(b.poll())
+            }
+            Kind::Kernel { file } => {
+                let mut pfd = libc::pollfd {
+                    fd: file.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = match timeout {
+                    None => -1,
+                    Some(t) => t.as_millis().min(i32::MAX as u128) as i32,
+                };
+                loop {
+                    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+                    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+                    if r < 0 {
+                        let e = io::Error::last_os_error();
+                        if e.kind() == io::ErrorKind::Interrupted {
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                    break;
+                }
+                Ok(if pfd.revents & libc::POLLERR != 0 {
+                    Poll::Finalized
+                } else if pfd.revents & libc::POLLIN != 0 {
+                    Poll::Readable
+                } else {
+                    Poll::Empty
+                })
+            }
+        }
+    }
+
+    /// relay's `mmap`: maps the whole buffer read-only. `len` must be exactly the buffer size
+    /// (`n_subbufs * subbuf_size`, rounded up to a page); anything else fails with `EINVAL`.
+    /// Fires `buf_mapped` (and `buf_unmapped` when the mapping is dropped) for in-process
+    /// readers; every mapping is counted in the shared `mapped` counter.
+    pub fn mmap(&self, len: usize) -> io::Result<BufMapping> {
+        match &self.kind {
+            Kind::User { mem, hooks } => {
+                let page = super::sys::page_size();
+                if len == 0 || len.next_multiple_of(page) != mem.alloc_size() {
+                    return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                }
+                let map = Mapping::new(
+                    mem.file().as_fd(),
+                    mem.data_offset(),
+                    mem.alloc_size(),
+                    false,
+                )?;
+                mem.buf().state().mapped().fetch_add(1, Ordering::Relaxed);
+                if let Some(h) = hooks {
+                    h.mapped(mem.buf());
+                }
+                Ok(BufMapping {
+                    map,
+                    mem: Some(mem.clone()),
+                    hooks: hooks.clone(),
+                })
+            }
+            Kind::Kernel { file } => Ok(BufMapping {
+                map: Mapping::new(file.as_fd(), 0, len, false)?,
+                mem: None,
+                hooks: None,
+            }),
+        }
+    }
+
+    /// Tells the writer that an mmap consumer has consumed `n` more sub-buffers (relay's
+    /// `relay_subbufs_consumed`). Kernel relay files have no such interface from user space.
+    pub fn subbufs_consumed(&self, n: usize) -> io::Result<()> {
+        match &self.kind {
+            Kind::User { mem, .. } => {
+                let b = mem.buf();
+                let _r = lock_reader(b);
+                // SAFETY: the reader lock is held.
+                unsafe { b.subbufs_consumed(n) };
+                Ok(())
+            }
+            Kind::Kernel { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kernel relay files take consumption notices through the client's own interface",
+            )),
+        }
+    }
+
+    /// `sendfile(out_fd, relay_fd, NULL, count)`: moves up to `count` unread bytes to `out`,
+    /// consuming them, padding stripped. Kernel files use `sendfile(2)` (zero-copy where the
+    /// kernel supports splicing from the file); user-space buffers copy through a 64 KiB bounce
+    /// buffer so that a copy torn by an overwriting writer is never emitted.
+    pub fn sendfile(&mut self, out: BorrowedFd<'_>, count: usize) -> io::Result<usize> {
+        if let Kind::Kernel { file } = &self.kind {
+            // SAFETY: both descriptors are valid for the call; a null offset uses the file
+            // position.
+            let r = unsafe {
+                libc::sendfile(
+                    out.as_raw_fd(),
+                    file.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    count,
+                )
+            };
+            return cvt(r);
+        }
+        let mut bounce = vec![0u8; count.min(64 * 1024)];
+        let mut done = 0;
+        while done < count {
+            let want = (count - done).min(bounce.len());
+            let n = self.read(&mut bounce[..want])?;
+            if n == 0 {
+                break;
+            }
+            write_all_fd(out, &bounce[..n])?;
+            done += n;
+        }
+        Ok(done)
+    }
+}
+
+fn write_all_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable buffer of its length.
+        let r = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        match cvt(r) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl Drop for RelayFile {
+    fn drop(&mut self) {
+        if let Kind::User { mem, .. } = &self.kind {
+            mem.buf().state().readers().fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl AsFd for RelayFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.kind {
+            Kind::User { mem, .. } => mem.file().as_fd(),
+            Kind::Kernel { file } => file.as_fd(),
+        }
+    }
+}

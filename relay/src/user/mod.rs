@@ -1,0 +1,20 @@
+//! The user-space backend: relay buffers as shared-memory files.
+//!
+//! * [`Channel`] — the writer: `open`, `write`, `__write`, `write_with`, `reserve`, `flush`,
+//!   `reset`, `subbufs_consumed`, `buf_full`, `close`.
+//! * [`RelayFile`] — the reader, in this or any other process, and also for the kernel's relay
+//!   files in debugfs: `open`, `read`, `poll`, `mmap`, `sendfile`, `subbufs_consumed`, drop.
+//! * [`Recorder`] — drains a channel or a directory of relay files to disk.
+
+mod channel;
+mod file;
+mod recorder;
+mod shm;
+pub mod sys;
+
+pub use channel::{
+    default_create_buf_file, BufInfo, Channel, ChannelCallbacks, CloseReport, Error, Reservation,
+};
+pub use file::{BufMapping, RelayFile};
+pub use recorder::{BufRecord, Recorder};
+pub use shm::{MAGIC, VERSION};

@@ -1,0 +1,210 @@
+//! Thin, checked wrappers over the few system calls the user-space backend needs.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The system page size.
+pub fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if v > 0 {
+            v as usize
+        } else {
+            4096
+        }
+    })
+}
+
+/// Number of possible CPUs (relay creates a buffer for each).
+pub fn possible_cpus() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        if v > 0 {
+            v as usize
+        } else {
+            1
+        }
+    })
+}
+
+/// The CPU the calling thread runs on (glibc reads it from rseq: a few ns). It may be stale by
+/// the time it is used; the backend's writer lock makes that harmless.
+#[inline]
+pub fn current_cpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 {
+        0
+    } else {
+        cpu as usize
+    }
+}
+
+/// A shared mapping of part of a file, unmapped on drop.
+///
+/// # Invariants
+///
+/// `ptr` is the start of a live mapping of `len` bytes created by `mmap` and owned by this value.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; access discipline is the relay protocol's.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` at `offset` (`MAP_SHARED`).
+    pub fn new(fd: BorrowedFd<'_>, offset: usize, len: usize, writable: bool) -> io::Result<Self> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mapping offset too large"))?;
+        // SAFETY: a fresh mapping at an address of the kernel's choosing aliases no Rust object.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,
+            len,
+        })
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length of the mapping.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never, for mappings made by this crate).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The mapped bytes. They may change under the caller (the writer keeps writing): treat the
+    /// slice as a snapshot source, as with the kernel's relay mmap.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is live and `len` bytes long (type invariant). Concurrent writes by
+        // the relay writer are the documented behaviour of a relay mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own this live mapping (type invariant) and nothing refers to it any more.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A futex on a word in shared memory (not `FUTEX_PRIVATE`: readers may be other processes).
+pub struct SharedFutex {
+    /// When to give up waiting; `None` waits forever.
+    pub deadline: Option<Instant>,
+}
+
+impl crate::core::wait::Futex for SharedFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32) -> bool {
+        let ts;
+        let tsp = match self.deadline {
+            None => std::ptr::null(),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                ts = timespec(left);
+                &ts as *const libc::timespec
+            }
+        };
+        // SAFETY: `word` is a valid, aligned u32 for the duration of the call; `tsp` is null or
+        // points to `ts`, alive until the call returns.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                tsp,
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+        !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+    }
+
+    fn wake(&self, word: &AtomicU32) {
+        // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not dereference anything else.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// `statfs(2)` magic numbers of the file systems the kernel's relay files live on.
+const DEBUGFS_MAGIC: i64 = 0x6462_6720;
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
+
+/// Whether `fd` is a file on debugfs/tracefs, i.e. a kernel relay file.
+pub fn is_kernel_fs(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: an all-zero statfs is a valid value for fstatfs to overwrite.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `s` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut s) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let t = s.f_type as i64;
+    Ok(t == DEBUGFS_MAGIC || t == TRACEFS_MAGIC)
+}
+
+/// Converts a `-1`-on-error return into `io::Result`.
+pub fn cvt(r: isize) -> io::Result<usize> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
