@@ -1,0 +1,746 @@
+//! Loom models of every place where the writer, a reader and the wakeup protocol meet (see the
+//! "Concurrency protocol" section of `relay/src/core/mod.rs`).
+//!
+//! Run with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p relay --test loom --release
+//! ```
+//!
+//! `LOOM_MAX_PREEMPTIONS` overrides the per-model preemption bound.
+//!
+//! # What is tracked
+//!
+//! The core's control block, padding array and wakeup words are loom atomics under `cfg(loom)`,
+//! so loom explores every interleaving and every weak-memory outcome of them. The data region is
+//! plain memory and invisible to loom. Two kinds of models therefore exist:
+//!
+//! * *plain* models write with [`Buf::write`] and read with a [`SliceSink`]: the data bytes are
+//!   always the newest ones, and loom checks the counters / seqlock logic;
+//! * *shadow* models write with [`Buf::write_with`] and additionally store every data byte into a
+//!   loom `AtomicU8` "shadow" at the same offset; their sink ([`ShadowSink`]) copies from the
+//!   shadow with `Relaxed` loads instead of from the plain memory. That is the formal reading of
+//!   the protocol (data accesses as relaxed atomics ordered by the fences and the
+//!   `offset`/`produced` release-acquire pairs), it makes loom check the *visibility* of the data,
+//!   and every byte copied is a scheduling point, so the writer can run in the middle of a copy
+//!   (torn copies, slot reuse while a reader still copies).
+//!
+//! Every message is `MSG` bytes all equal to its sequence number (1, 2, ...), so a torn message
+//! (mixed values), a zero byte (unwritten memory), a duplicate or a skip is visible in the
+//! concatenated output.
+#![cfg(loom)]
+
+use std::ptr::NonNull;
+
+use loom::model::Builder;
+use loom::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+
+use relay::core::{
+    wait, Buf, BufState, Callbacks, Env, NoOverwrite, NoWake, Overwrite, ReadSink, SliceSink,
+    SubbufStart,
+};
+use relay::{Geometry, Poll};
+
+/// Length of every message. With `subbuf_size == 4` each sub-buffer holds exactly one message
+/// followed by one byte of padding.
+const MSG: usize = 3;
+
+/// Runs `f` under loom with the given preemption bound (unless `LOOM_MAX_PREEMPTIONS` is set).
+fn model<F>(preemptions: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut b = Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(preemptions);
+    }
+    b.check(f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: the memory of one buffer, owned for the lifetime of one loom execution.
+// ---------------------------------------------------------------------------------------------
+
+/// A futex modelled with a loom mutex and condition variable: `wait` sleeps while the word holds
+/// `expected`, checked under the mutex; `wake` takes the mutex and wakes everybody. Because
+/// [`wait::wake_all`] changes the word before calling `wake`, a waiter either sees the new value
+/// under the mutex or is already asleep when `notify_all` runs: no wakeup can fall in between,
+/// exactly like a kernel futex.
+struct LoomFutex {
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl LoomFutex {
+    fn new() -> Self {
+        LoomFutex {
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
+}
+
+impl wait::Futex for LoomFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32) -> bool {
+        let mut guard = self.lock.lock().unwrap();
+        // The mutex orders this load after any `wake` that already ran (and thus after its
+        // preceding bump of the word).
+        while word.load(Ordering::Relaxed) == expected {
+            guard = self.cv.wait(guard).unwrap();
+        }
+        // No deadline: loom reports a deadlock if nobody ever wakes us.
+        true
+    }
+
+    fn wake(&self, _word: &AtomicU32) {
+        let _guard = self.lock.lock().unwrap();
+        self.cv.notify_all();
+    }
+}
+
+/// One buffer's memory plus its [`Buf`] view, a loom-tracked shadow of the data region and a
+/// futex.
+struct Fixture {
+    buf: Buf,
+    state: *mut BufState,
+    padding: *mut [AtomicUsize],
+    data: *mut [u8],
+    /// Loom-tracked copy of the data region (shadow models only).
+    shadow: Box<[AtomicU8]>,
+    futex: LoomFutex,
+}
+
+// SAFETY: the raw pointers are owned allocations only freed in `Drop`; shared access goes through
+// `Buf` (Send + Sync) and loom atomics.
+unsafe impl Send for Fixture {}
+// SAFETY: as above.
+unsafe impl Sync for Fixture {}
+
+impl Fixture {
+    /// Allocates zeroed memory and runs `Buf::init` with `env` (in the model's main thread, which
+    /// is the only thread at this point, so it has writer exclusivity).
+    fn new<E: Env>(subbuf_size: usize, n_subbufs: usize, env: &E) -> Arc<Fixture> {
+        let geo = Geometry::new(subbuf_size, n_subbufs).unwrap();
+        let state = Box::into_raw(Box::new(BufState::new()));
+        let padding: Box<[AtomicUsize]> = (0..n_subbufs).map(|_| AtomicUsize::new(0)).collect();
+        let padding = Box::into_raw(padding);
+        let data = Box::into_raw(vec![0u8; geo.size()].into_boxed_slice());
+        let shadow = (0..geo.size()).map(|_| AtomicU8::new(0)).collect();
+        // SAFETY: `state` points to a `BufState`, `padding` to `n_subbufs` atomics and `data` to
+        // `geo.size()` bytes; all are freed only in `Drop` after the `Buf` is no longer used, and
+        // there is a single `Buf` per memory.
+        let buf = unsafe {
+            Buf::from_raw(
+                NonNull::new(state).unwrap(),
+                NonNull::new(padding as *mut AtomicUsize).unwrap(),
+                NonNull::new(data as *mut u8).unwrap(),
+                geo,
+                0,
+            )
+        };
+        let fx = Fixture {
+            buf,
+            state,
+            padding,
+            data,
+            shadow,
+            futex: LoomFutex::new(),
+        };
+        // SAFETY: fresh all-zero state, no other thread exists yet.
+        unsafe { fx.buf.init(env) }.unwrap();
+        Arc::new(fx)
+    }
+
+    fn st(&self) -> &BufState {
+        self.buf.state()
+    }
+
+    /// Offset of `p` in the data region.
+    fn data_offset(&self, p: *const u8) -> usize {
+        let off = p as usize - self.buf.data_ptr() as usize;
+        assert!(off <= self.shadow.len());
+        off
+    }
+
+    /// Plain write of message `v`. Caller: the single writer thread.
+    fn write_plain<E: Env>(&self, env: &E, v: u8) -> bool {
+        // SAFETY: each model has exactly one writer thread.
+        unsafe { self.buf.write(env, &[v; MSG]) }
+    }
+
+    /// Write of message `v` that also stores every byte into the shadow (Relaxed), between
+    /// `place` and the `Release` commit of `offset`, like the real copy.
+    fn write_shadow<E: Env>(&self, env: &E, v: u8) -> bool {
+        // SAFETY: each model has exactly one writer thread.
+        unsafe {
+            self.buf.write_with(env, MSG, |slot| {
+                let off = self.data_offset(slot.as_ptr());
+                for (i, b) in slot.iter_mut().enumerate() {
+                    *b = v;
+                    self.shadow[off + i].store(v, Ordering::Relaxed);
+                }
+            })
+        }
+    }
+
+    fn flush<E: Env>(&self, env: &E) {
+        // SAFETY: each model has exactly one writer thread.
+        unsafe { self.buf.flush(env) }
+    }
+
+    /// `Buf::read` into a fresh `SliceSink` of `cap` bytes. Caller: the single reader.
+    fn read_plain(&self, cap: usize) -> Vec<u8> {
+        let mut out = vec![0u8; cap];
+        let mut sink = SliceSink::new(&mut out);
+        // SAFETY: each model has at most one reader thread, and the main thread reads only
+        // after joining it.
+        let n = unsafe { self.buf.read(&mut sink) };
+        assert_eq!(n, sink.filled());
+        out.truncate(n);
+        out
+    }
+
+    /// `Buf::read` into a [`ShadowSink`] of `cap` bytes. Caller: the single reader.
+    fn read_shadow(&self, cap: usize) -> Vec<u8> {
+        let mut sink = ShadowSink {
+            fx: self,
+            cap,
+            out: Vec::new(),
+            pending: Vec::new(),
+        };
+        // SAFETY: as in `read_plain`.
+        let n = unsafe { self.buf.read(&mut sink) };
+        assert_eq!(n, sink.out.len());
+        sink.out
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // SAFETY: allocated with `Box::into_raw` in `new` and freed only here; `self.buf` is not
+        // used afterwards.
+        unsafe {
+            drop(Box::from_raw(self.state));
+            drop(Box::from_raw(self.padding));
+            drop(Box::from_raw(self.data));
+        }
+    }
+}
+
+/// A sink that copies from the loom-tracked shadow of the data region (see the module docs).
+struct ShadowSink<'a> {
+    fx: &'a Fixture,
+    cap: usize,
+    out: Vec<u8>,
+    /// Bytes of the last `copy`, not yet committed.
+    pending: Vec<u8>,
+}
+
+impl ReadSink for ShadowSink<'_> {
+    fn room(&self) -> usize {
+        self.cap - self.out.len()
+    }
+
+    unsafe fn copy(&mut self, src: *const u8, len: usize) -> bool {
+        assert!(len <= self.room());
+        let off = self.fx.data_offset(src);
+        assert!(off + len <= self.fx.shadow.len());
+        self.pending.clear();
+        for i in 0..len {
+            // One scheduling point per byte: the writer may run in the middle of the copy.
+            self.pending
+                .push(self.fx.shadow[off + i].load(Ordering::Relaxed));
+        }
+        true
+    }
+
+    fn commit(&mut self, len: usize) {
+        assert_eq!(len, self.pending.len(), "commit of a length that was not copied");
+        self.out.extend_from_slice(&self.pending);
+        self.pending.clear();
+    }
+}
+
+/// `Env` that forwards to `C` and wakes waiting readers through [`wait::notify`] on the fixture's
+/// futex (what a backend's `subbuf_produced` does).
+struct WakeEnv<'a, C> {
+    cb: C,
+    futex: &'a LoomFutex,
+}
+
+impl<C: Callbacks> Env for WakeEnv<'_, C> {
+    fn subbuf_start(&self, ctx: &mut SubbufStart<'_>) -> bool {
+        self.cb.subbuf_start(ctx)
+    }
+
+    fn subbuf_produced(&self, buf: &Buf) {
+        wait::notify(buf.state(), self.futex);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output checks
+// ---------------------------------------------------------------------------------------------
+
+/// The bytes of messages `vals`, in order.
+fn stream(vals: &[u8]) -> Vec<u8> {
+    vals.iter().flat_map(|&v| [v; MSG]).collect()
+}
+
+/// No-overwrite mode: the reader got exactly the accepted messages, in order.
+fn check_exact(got: &[u8], accepted: &[u8]) {
+    assert_eq!(
+        got,
+        &stream(accepted)[..],
+        "reader output != accepted messages {accepted:?} (duplicate, skip or torn message)"
+    );
+}
+
+/// Overwrite mode: the output is whole, untorn messages, each one written, strictly increasing.
+/// Returns the message values.
+fn check_messages(got: &[u8], written: u8) -> Vec<u8> {
+    assert_eq!(got.len() % MSG, 0, "partial message in {got:?}");
+    let vals: Vec<u8> = got
+        .chunks(MSG)
+        .map(|m| {
+            assert!(m.iter().all(|&b| b == m[0]), "torn message {m:?} in {got:?}");
+            assert!(
+                (1..=written).contains(&m[0]),
+                "message {m:?} was never written ({got:?})"
+            );
+            m[0]
+        })
+        .collect();
+    assert!(
+        vals.windows(2).all(|w| w[0] < w[1]),
+        "messages duplicated or out of order: {vals:?}"
+    );
+    vals
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Seqlock snapshot (no-overwrite, sub-buffer switches)
+// ---------------------------------------------------------------------------------------------
+
+/// Writer: three 3-byte messages into 2 sub-buffers of 4 bytes (every message after the first
+/// switches sub-buffers; the third one is refused unless the reader consumed in time), then a
+/// flush. Reader: one `read` concurrently. Main: a final `read` after both joined. The reader
+/// must never pair one sub-buffer's `produced` with another one's `offset`: such a pair reads a
+/// message twice, skips one, or reads unwritten (zero) bytes.
+fn seqlock_model(reader_reads: usize, shadow: bool) {
+    let env = NoWake(&NoOverwrite);
+    let fx = Fixture::new(4, 2, &env);
+
+    let writer = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let env = NoWake(&NoOverwrite);
+            let mut accepted = Vec::new();
+            for v in 1..=3u8 {
+                let ok = if shadow {
+                    fx.write_shadow(&env, v)
+                } else {
+                    fx.write_plain(&env, v)
+                };
+                if ok {
+                    accepted.push(v);
+                }
+            }
+            fx.flush(&env);
+            accepted
+        })
+    };
+    let reader = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..reader_reads {
+                got.extend(if shadow {
+                    fx.read_shadow(64)
+                } else {
+                    fx.read_plain(64)
+                });
+            }
+            got
+        })
+    };
+    let accepted = writer.join().unwrap();
+    let mut got = reader.join().unwrap();
+    got.extend(if shadow {
+        fx.read_shadow(64)
+    } else {
+        fx.read_plain(64)
+    });
+    check_exact(&got, &accepted);
+
+    let stats = fx.buf.stats();
+    assert_eq!(stats.dropped_msgs, 3 - accepted.len());
+    assert_eq!(stats.dropped_bytes, (3 - accepted.len()) * MSG);
+    assert_eq!(stats.lapped_subbufs, 0, "no laps in no-overwrite mode");
+    assert_eq!(stats.torn_reads, 0, "no torn copies in no-overwrite mode");
+    assert_eq!(fx.buf.readable_bytes(), 0);
+}
+
+#[test]
+fn seqlock_snapshot_no_overwrite() {
+    model(3, || seqlock_model(1, false));
+}
+
+#[test]
+fn seqlock_snapshot_no_overwrite_two_reads() {
+    model(2, || seqlock_model(2, false));
+}
+
+#[test]
+fn seqlock_snapshot_no_overwrite_shadow() {
+    model(2, || seqlock_model(1, true));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Overwrite mode: laps and torn copies
+// ---------------------------------------------------------------------------------------------
+
+/// Writer: `msgs` messages in overwrite mode into 2 sub-buffers of 4 bytes (message `k` is
+/// sub-buffer `k - 1`, so message 3 reuses the slot of message 1, ...), then a flush. Reader:
+/// `reader_reads` concurrent reads through the shadow, so the writer can overwrite a slot in the
+/// middle of a copy. Whatever is returned must be untorn, written, in order; the newest message
+/// must survive to the final read; unread messages are accounted for as lapped sub-buffers.
+fn overwrite_model(msgs: u8, reader_reads: usize) {
+    let env = NoWake(&Overwrite);
+    let fx = Fixture::new(4, 2, &env);
+
+    let writer = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let env = NoWake(&Overwrite);
+            for v in 1..=msgs {
+                assert!(fx.write_shadow(&env, v), "overwrite mode never drops");
+            }
+            fx.flush(&env);
+        })
+    };
+    let reader = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..reader_reads {
+                got.extend(fx.read_shadow(64));
+            }
+            got
+        })
+    };
+    writer.join().unwrap();
+    let mut got = reader.join().unwrap();
+    got.extend(fx.read_shadow(64));
+    let vals = check_messages(&got, msgs);
+
+    assert_eq!(vals.last(), Some(&msgs), "the newest message must survive: {vals:?}");
+    let stats = fx.buf.stats();
+    assert_eq!(stats.subbufs_produced, usize::from(msgs));
+    assert_eq!(stats.subbufs_consumed, usize::from(msgs));
+    assert_eq!(stats.dropped_msgs, 0);
+    let unread = usize::from(msgs) - vals.len();
+    assert!(
+        stats.lapped_subbufs >= unread,
+        "{unread} messages unread but only {} sub-buffers lapped ({vals:?})",
+        stats.lapped_subbufs
+    );
+    assert!(
+        stats.lapped_subbufs <= usize::from(msgs) - 1,
+        "lapped {} of {msgs} sub-buffers although the newest was read",
+        stats.lapped_subbufs
+    );
+    // Every discarded copy is followed by a lap (the writer was a full ring ahead).
+    assert!(
+        stats.torn_reads <= stats.lapped_subbufs,
+        "torn_reads {} > lapped_subbufs {}",
+        stats.torn_reads,
+        stats.lapped_subbufs
+    );
+    assert_eq!(fx.buf.readable_bytes(), 0);
+}
+
+#[test]
+fn overwrite_no_torn_message() {
+    model(2, || overwrite_model(4, 1));
+}
+
+#[test]
+fn overwrite_no_torn_message_two_reads() {
+    model(2, || overwrite_model(3, 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Consumption vs buf_full (no-overwrite slot reuse)
+// ---------------------------------------------------------------------------------------------
+
+/// No-overwrite mode with `n_subbufs` sub-buffers: the writer may reuse a slot only after the
+/// reader's `Release` store of `subbufs_consumed`, i.e. after its copy. The reader copies through
+/// the shadow (a scheduling point per byte) and first with a 2-byte sink, so it also stops in
+/// the middle of a complete sub-buffer (`bytes_consumed`). Any reuse of a slot still being copied
+/// shows up as a torn or changed message.
+fn consume_model(n_subbufs: usize, msgs: u8) {
+    let env = NoWake(&NoOverwrite);
+    let fx = Fixture::new(4, n_subbufs, &env);
+
+    let writer = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let env = NoWake(&NoOverwrite);
+            let mut accepted = Vec::new();
+            for v in 1..=msgs {
+                if fx.write_shadow(&env, v) {
+                    accepted.push(v);
+                }
+            }
+            fx.flush(&env);
+            accepted
+        })
+    };
+    let reader = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let mut got = fx.read_shadow(2);
+            got.extend(fx.read_shadow(64));
+            got
+        })
+    };
+    let accepted = writer.join().unwrap();
+    let mut got = reader.join().unwrap();
+    got.extend(fx.read_shadow(64));
+    check_exact(&got, &accepted);
+    let stats = fx.buf.stats();
+    assert_eq!(stats.dropped_msgs, usize::from(msgs) - accepted.len());
+    assert_eq!(stats.lapped_subbufs, 0);
+    assert_eq!(stats.torn_reads, 0);
+}
+
+#[test]
+fn consume_vs_buf_full_one_subbuf() {
+    // n_subbufs = 1: message 2 is always refused; message 3 reuses slot 0 iff the reader
+    // consumed sub-buffer 0 in time.
+    model(2, || consume_model(1, 3));
+}
+
+#[test]
+fn consume_vs_buf_full_two_subbufs() {
+    model(2, || consume_model(2, 3));
+}
+
+/// The mmap consumer: a reader that copies complete sub-buffers straight from the mapping
+/// (readiness from `poll`, length from `padding_of`) and hands them back with
+/// `subbufs_consumed(1)` (relay's `relay_subbufs_consumed`), racing the writer's `buf_full`.
+#[test]
+fn consume_mmap_subbufs_consumed_vs_buf_full() {
+    model(2, || {
+        let env = NoWake(&NoOverwrite);
+        let fx = Fixture::new(4, 1, &env);
+        let size = fx.buf.geometry().subbuf_size();
+        let n = fx.buf.geometry().n_subbufs();
+
+        let writer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let env = NoWake(&NoOverwrite);
+                let mut accepted = Vec::new();
+                for v in 1..=3u8 {
+                    if fx.write_shadow(&env, v) {
+                        accepted.push(v);
+                    }
+                }
+                fx.flush(&env);
+                accepted
+            })
+        };
+        let reader = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                for _ in 0..2 {
+                    if fx.buf.poll() != Poll::Readable {
+                        continue;
+                    }
+                    let consumed = fx.buf.stats().subbufs_consumed;
+                    let slot = consumed % n;
+                    let len = size - fx.buf.padding_of(slot).unwrap();
+                    for i in 0..len {
+                        got.push(fx.shadow[slot * size + i].load(Ordering::Relaxed));
+                    }
+                    // SAFETY: the only reader thread.
+                    unsafe { fx.buf.subbufs_consumed(1) };
+                }
+                got
+            })
+        };
+        let accepted = writer.join().unwrap();
+        let mut got = reader.join().unwrap();
+        got.extend(fx.read_shadow(64));
+        check_exact(&got, &accepted);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Wakeups
+// ---------------------------------------------------------------------------------------------
+
+/// Blocks (no deadline) until the buffer is not `Poll::Empty`, through the real wait protocol.
+fn wait_readable(fx: &Fixture) -> Poll {
+    assert!(wait::wait_until(fx.st(), &fx.futex, || fx.buf.poll()
+        != Poll::Empty));
+    fx.buf.poll()
+}
+
+/// A writer produces a sub-buffer (write + flush; `subbuf_produced` calls `wait::notify`) while a
+/// reader sleeps in `wait_until` with no deadline: every interleaving must wake the reader (a
+/// lost wakeup is a loom deadlock).
+#[test]
+fn wakeup_no_lost_wakeup() {
+    model(3, || {
+        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let writer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let env = WakeEnv {
+                    cb: NoOverwrite,
+                    futex: &fx.futex,
+                };
+                assert!(fx.write_plain(&env, 1));
+                fx.flush(&env);
+            })
+        };
+        let reader = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                assert_eq!(wait_readable(&fx), Poll::Readable);
+                fx.read_plain(64)
+            })
+        };
+        writer.join().unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got, stream(&[1]));
+        assert_eq!(fx.st().waiters().load(Ordering::Relaxed), 0);
+    });
+}
+
+/// Two sub-buffers produced one after the other (by a write that switches, then a flush) and a
+/// reader that waits, reads, and waits again: the waiter count and the wake word must re-arm.
+#[test]
+fn wakeup_twice() {
+    model(2, || {
+        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let writer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let env = WakeEnv {
+                    cb: NoOverwrite,
+                    futex: &fx.futex,
+                };
+                assert!(fx.write_plain(&env, 1));
+                assert!(fx.write_plain(&env, 2)); // switches: sub-buffer 0 produced
+                fx.flush(&env); // sub-buffer 1 produced
+            })
+        };
+        let reader = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while got.len() < 2 * MSG {
+                    assert_eq!(wait_readable(&fx), Poll::Readable);
+                    got.extend(fx.read_plain(64));
+                }
+                got
+            })
+        };
+        writer.join().unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got, stream(&[1, 2]));
+        assert_eq!(fx.st().waiters().load(Ordering::Relaxed), 0);
+    });
+}
+
+/// Closing (`finalize` + `wake_all`) wakes a reader sleeping on an empty buffer.
+#[test]
+fn wakeup_close_wakes_waiter() {
+    model(3, || {
+        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let closer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                fx.buf.finalize();
+                wait::wake_all(fx.st(), &fx.futex);
+            })
+        };
+        let reader = {
+            let fx = fx.clone();
+            thread::spawn(move || wait_readable(&fx))
+        };
+        closer.join().unwrap();
+        assert_eq!(reader.join().unwrap(), Poll::Finalized);
+    });
+}
+
+/// A writer producing and a closer closing while a reader waits: the reader wakes in every
+/// interleaving and sees either the data or the close, and all data is still readable.
+#[test]
+fn wakeup_produce_and_close() {
+    model(2, || {
+        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let writer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let env = WakeEnv {
+                    cb: NoOverwrite,
+                    futex: &fx.futex,
+                };
+                assert!(fx.write_plain(&env, 1));
+                fx.flush(&env);
+            })
+        };
+        let closer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                fx.buf.finalize();
+                wait::wake_all(fx.st(), &fx.futex);
+            })
+        };
+        let reader = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let p = wait_readable(&fx);
+                assert_ne!(p, Poll::Empty);
+                fx.read_plain(64)
+            })
+        };
+        writer.join().unwrap();
+        closer.join().unwrap();
+        let mut got = reader.join().unwrap();
+        got.extend(fx.read_plain(64));
+        assert_eq!(got, stream(&[1]));
+    });
+}
+
+/// Control for the futex model: an `Env` that never notifies must be caught as a lost wakeup
+/// (deadlock) in some interleaving, which shows that the models above would catch one.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn wakeup_control_missing_notify_deadlocks() {
+    model(2, || {
+        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let writer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let env = NoWake(&NoOverwrite);
+                assert!(fx.write_plain(&env, 1));
+                fx.flush(&env);
+            })
+        };
+        let reader = {
+            let fx = fx.clone();
+            thread::spawn(move || wait_readable(&fx))
+        };
+        writer.join().unwrap();
+        reader.join().unwrap();
+    });
+}

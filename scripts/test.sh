@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine (Debian 12 with the rustup toolchain): installs
+# what the tests need, then formatting, lints, the no_std build, unit/integration/property tests,
+# the loom models and the main-job demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "relay core builds as no_std without dependencies"
+cargo build -p relay --no-default-features
+if cargo tree -p relay --no-default-features -e normal --prefix none | grep -v '^relay ' | grep -q .; then
+  echo "relay --no-default-features pulls in dependencies" >&2
+  exit 1
+fi
+
+step "tests"
+cargo test --workspace --release
+
+step "loom models"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p relay --test loom --release
+
+step "main job (relay demo)"
+cargo run --release -p klog-examples --bin relay-demo -- --messages 20000 --show 2
