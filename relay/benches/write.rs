@@ -43,32 +43,46 @@ const RING: usize = SUBBUF_SIZE * N_SUBBUFS;
 const SIZES: [usize; 4] = [16, 64, 1024, 64 * 1024];
 const THREADS: [usize; 2] = [1, 2];
 
-/// Runs `work(thread, iters)` on `threads` threads released together by a barrier and returns
-/// the wall time from the first start to the last finish (thread start-up is not timed).
-fn run<W: Fn(usize, u64) + Sync>(threads: usize, iters: u64, work: &W) -> Duration {
+/// CPU time consumed by the calling thread so far.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `work(thread, iters)` on `threads` threads released together by a barrier. Returns the
+/// wall time from the first start to the last finish (thread start-up is not timed) and the CPU
+/// time the threads got meanwhile (≈ `threads × wall` when every thread had a core to itself).
+fn run<W: Fn(usize, u64) + Sync>(threads: usize, iters: u64, work: &W) -> (Duration, Duration) {
+    let timed = |i: usize| {
+        let (t0, c0) = (Instant::now(), thread_cpu_time());
+        work(i, iters);
+        (t0, Instant::now(), thread_cpu_time() - c0)
+    };
     if threads == 1 {
-        let t = Instant::now();
-        work(0, iters);
-        return t.elapsed();
+        let (t0, t1, cpu) = timed(0);
+        return (t1 - t0, cpu);
     }
     let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|i| {
-                let barrier = &barrier;
+                let (barrier, timed) = (&barrier, &timed);
                 s.spawn(move || {
                     barrier.wait();
-                    let t0 = Instant::now();
-                    work(i, iters);
-                    (t0, Instant::now())
+                    timed(i)
                 })
             })
             .collect();
-        let spans: Vec<(Instant, Instant)> =
+        let spans: Vec<(Instant, Instant, Duration)> =
             handles.into_iter().map(|h| h.join().unwrap()).collect();
         let start = spans.iter().map(|s| s.0).min().unwrap();
         let end = spans.iter().map(|s| s.1).max().unwrap();
-        end - start
+        (end - start, spans.iter().map(|s| s.2).sum())
     })
 }
 
@@ -142,8 +156,8 @@ struct Record {
     size: usize,
     threads: usize,
     name: &'static str,
-    /// `(iters, elapsed)` of every `iter_custom` call (warm-up first, then the samples).
-    calls: Vec<(u64, Duration)>,
+    /// `(iters, wall, cpu)` of every `iter_custom` call (warm-up first, then the samples).
+    calls: Vec<(u64, Duration, Duration)>,
 }
 
 static RECORDS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
@@ -169,9 +183,9 @@ fn bench<W: Fn(usize, u64) + Sync>(
     };
     g.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
         b.iter_custom(|iters| {
-            let d = run(threads, iters, &work);
-            RECORDS.lock().unwrap()[idx].calls.push((iters, d));
-            d
+            let (wall, cpu) = run(threads, iters, &work);
+            RECORDS.lock().unwrap()[idx].calls.push((iters, wall, cpu));
+            wall
         })
     });
 }
@@ -247,66 +261,81 @@ fn bench_write(c: &mut Criterion) {
     }
 }
 
-/// Median over the measurement samples (the last `SAMPLE_SIZE` calls) of the wall time per
-/// iteration, in ns; `None` if the benchmark did not run a full measurement.
-fn median_ns(r: &Record) -> Option<f64> {
+/// Median of `values` (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let m = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[m - 1] + values[m]) / 2.0
+    } else {
+        values[m]
+    }
+}
+
+/// Medians over the measurement samples (the last `SAMPLE_SIZE` calls) of the wall time per
+/// iteration in ns and of the cores the threads actually got (CPU time / wall time); `None` if
+/// the benchmark did not run a full measurement (filtered out, `--profile-time`, `--test`).
+fn medians(r: &Record) -> Option<(f64, f64)> {
     if r.calls.len() < SAMPLE_SIZE {
         return None;
     }
-    let mut per_iter: Vec<f64> = r.calls[r.calls.len() - SAMPLE_SIZE..]
+    let samples = &r.calls[r.calls.len() - SAMPLE_SIZE..];
+    let ns = samples
         .iter()
-        .map(|&(iters, d)| d.as_nanos() as f64 / iters as f64)
-        .collect();
-    per_iter.sort_by(f64::total_cmp);
-    let m = per_iter.len() / 2;
-    Some(if per_iter.len() % 2 == 0 {
-        (per_iter[m - 1] + per_iter[m]) / 2.0
-    } else {
-        per_iter[m]
-    })
+        .map(|&(iters, wall, _)| wall.as_nanos() as f64 / iters as f64);
+    let cores = samples
+        .iter()
+        .map(|&(_, wall, cpu)| cpu.as_secs_f64() / wall.as_secs_f64());
+    Some((median(ns.collect()), median(cores.collect())))
 }
 
 /// Prints every benchmark's median as messages/s and bytes/s (all threads together), relay as a
 /// share of memcpy, and the 2-thread / 1-thread scaling.
 fn print_summary() {
     let records = RECORDS.lock().unwrap();
-    let find = |size: usize, threads: usize, name: &str| {
+    // Total M msgs/s of a benchmark.
+    let rate = |size: usize, threads: usize, name: &str| {
         records
             .iter()
             .find(|r| r.size == size && r.threads == threads && r.name == name)
-            .and_then(median_ns)
+            .and_then(medians)
+            .map(|(ns, _)| threads as f64 * 1e3 / ns)
     };
-    let rate = |ns: f64, threads: usize| threads as f64 * 1e3 / ns; // M msgs/s
     println!();
-    println!("Summary (medians of {SAMPLE_SIZE} samples; totals over all writer threads)");
     println!(
-        "{:>6} {:>3} {:<17} {:>10} {:>11} {:>8} {:>9} {:>9}",
-        "size", "thr", "impl", "ns/iter", "M msgs/s", "GB/s", "%memcpy", "2t/1t"
+        "Summary: medians of {SAMPLE_SIZE} samples; rates are totals over all writer threads;"
+    );
+    println!("cores = CPU time the writer threads got / wall time (2.00 = two idle cores)");
+    println!(
+        "{:>6} {:>3} {:<17} {:>9} {:>9} {:>10} {:>8} {:>8} {:>6} {:>6}",
+        "size", "thr", "impl", "ns/iter", "M msg/s", "M/s/thr", "GB/s", "%memcpy", "2t/1t", "cores"
     );
     for r in records.iter() {
-        let Some(ns) = median_ns(r) else { continue };
-        let mps = rate(ns, r.threads);
-        let gbs = mps * r.size as f64 / 1e3;
-        let vs_memcpy = find(r.size, r.threads, "memcpy")
-            .map(|m| format!("{:.0}%", 100.0 * mps / rate(m, r.threads)))
+        let Some((ns, cores)) = medians(r) else {
+            continue;
+        };
+        let mps = r.threads as f64 * 1e3 / ns;
+        let vs_memcpy = rate(r.size, r.threads, "memcpy")
+            .map(|m| format!("{:.0}%", 100.0 * mps / m))
             .unwrap_or_default();
-        let scaling = if r.threads == 2 {
-            find(r.size, 1, r.name)
-                .map(|one| format!("{:.2}x", mps / rate(one, 1)))
-                .unwrap_or_default()
-        } else {
-            String::new()
+        let scaling = match r.threads {
+            1 => String::new(),
+            _ => rate(r.size, 1, r.name)
+                .map(|one| format!("{:.2}x", mps / one))
+                .unwrap_or_default(),
         };
         println!(
-            "{:>6} {:>3} {:<17} {:>10.2} {:>11.1} {:>8.2} {:>9} {:>9}",
+            "{:>6} {:>3} {:<17} {:>9.2} {:>9.1} {:>10.1} {:>8.2} {:>8} {:>6} {:>6.2}",
             size_label(r.size),
             r.threads,
             r.name,
             ns,
             mps,
-            gbs,
+            mps / r.threads as f64,
+            mps * r.size as f64 / 1e3,
             vs_memcpy,
-            scaling
+            scaling,
+            cores
         );
     }
 }
@@ -320,5 +349,7 @@ fn main() {
         .configure_from_args();
     bench_write(&mut c);
     c.final_summary();
-    print_summary();
+    if !std::env::args().any(|a| a.starts_with("--profile-time")) {
+        print_summary();
+    }
 }

@@ -110,7 +110,11 @@ fn padding_header_no_overwrite() {
     // header, the client fills it.
     assert!(chan.write(b"EE"));
     let n = f.read(&mut out).unwrap();
-    assert_eq!(&out[..n], &[5, 0, 0, 0, b'E', b'E'], "partial sub-buffer readable");
+    assert_eq!(
+        &out[..n],
+        &[5, 0, 0, 0, b'E', b'E'],
+        "partial sub-buffer readable"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -257,7 +257,11 @@ impl ReadSink for ShadowSink<'_> {
     }
 
     fn commit(&mut self, len: usize) {
-        assert_eq!(len, self.pending.len(), "commit of a length that was not copied");
+        assert_eq!(
+            len,
+            self.pending.len(),
+            "commit of a length that was not copied"
+        );
         self.out.extend_from_slice(&self.pending);
         self.pending.clear();
     }
@@ -305,7 +309,10 @@ fn check_messages(got: &[u8], written: u8) -> Vec<u8> {
     let vals: Vec<u8> = got
         .chunks(MSG)
         .map(|m| {
-            assert!(m.iter().all(|&b| b == m[0]), "torn message {m:?} in {got:?}");
+            assert!(
+                m.iter().all(|&b| b == m[0]),
+                "torn message {m:?} in {got:?}"
+            );
             assert!(
                 (1..=written).contains(&m[0]),
                 "message {m:?} was never written ({got:?})"
@@ -436,7 +443,11 @@ fn overwrite_model(msgs: u8, reader_reads: usize) {
     got.extend(fx.read_shadow(64));
     let vals = check_messages(&got, msgs);
 
-    assert_eq!(vals.last(), Some(&msgs), "the newest message must survive: {vals:?}");
+    assert_eq!(
+        vals.last(),
+        Some(&msgs),
+        "the newest message must survive: {vals:?}"
+    );
     let stats = fx.buf.stats();
     assert_eq!(stats.subbufs_produced, usize::from(msgs));
     assert_eq!(stats.subbufs_consumed, usize::from(msgs));
@@ -587,8 +598,7 @@ fn consume_mmap_subbufs_consumed_vs_buf_full() {
 
 /// Blocks (no deadline) until the buffer is not `Poll::Empty`, through the real wait protocol.
 fn wait_readable(fx: &Fixture) -> Poll {
-    assert!(wait::wait_until(fx.st(), &fx.futex, || fx.buf.poll()
-        != Poll::Empty));
+    assert!(wait::wait_until(fx.st(), &fx.futex, || fx.buf.poll() != Poll::Empty));
     fx.buf.poll()
 }
 

@@ -31,7 +31,11 @@ fn result_path(dir: &Path, i: usize) -> PathBuf {
 /// The writer side shared by the read and mmap tests: phase 1 fills the buffers with more than
 /// they hold while the child waits (so drops are certain), then `GO`, then phase 2 writes while
 /// the child reads concurrently. Returns the ledger (tid 0 only).
-fn write_phases<C: ChannelCallbacks>(chan: &Channel<C>, child: &mut ChildProc, n2: usize) -> Ledger {
+fn write_phases<C: ChannelCallbacks>(
+    chan: &Channel<C>,
+    child: &mut ChildProc,
+    n2: usize,
+) -> Ledger {
     let geo = chan.geometry();
     let capacity = geo.size() * chan.n_bufs();
     let mut accepted = Vec::new();
@@ -209,7 +213,10 @@ fn mmap_path_padding_header() {
     let st = &report.stats[0];
     let (rejected, rejected_bytes) = ledger.rejected();
     assert_eq!(n_delivered + st.dropped_msgs, ledger.written());
-    assert_eq!((st.dropped_msgs, st.dropped_bytes), (rejected, rejected_bytes));
+    assert_eq!(
+        (st.dropped_msgs, st.dropped_bytes),
+        (rejected, rejected_bytes)
+    );
     let accepted_bytes: u64 = (0..ledger.written() as u64)
         .filter(|&s| ledger.accepted[0][s as usize])
         .map(|s| msg_len(0, s) as u64)
@@ -336,7 +343,10 @@ fn partial_mmap_einval_and_read_after_close() {
     child.wait_success(LONG);
     let got = load_msgs(&dir.path().join("result0"));
     let want = parse_all(&written).unwrap();
-    assert_eq!(got, want, "reader after close must get exactly what was written");
+    assert_eq!(
+        got, want,
+        "reader after close must get exactly what was written"
+    );
     eprintln!("partial_mmap_einval_and_read_after_close: {summary}");
 }
 
@@ -427,7 +437,10 @@ fn child_close_wakes_poller() {
     println!("POLLING");
     let t0 = Instant::now();
     let st = f.poll(None).unwrap();
-    assert!(t0.elapsed() >= Duration::from_millis(50), "poll did not block");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(50),
+        "poll did not block"
+    );
     assert_eq!(st, Poll::Finalized);
     let mut chunk = vec![0u8; 65536];
     let n = f.read(&mut chunk).unwrap();

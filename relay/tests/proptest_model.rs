@@ -20,14 +20,17 @@ use relay::core::{Buf, BufState, BufStats, NoWake, SliceSink, SubbufStart};
 use relay::user::{BufInfo, Channel, ChannelCallbacks, RelayFile};
 use relay::{Callbacks, Geometry, Poll};
 
+/// (slot, prev_slot, prev_padding, accepted) of one `subbuf_start` call.
+type StartArgs = (usize, Option<usize>, usize, bool);
+
 /// The test's `subbuf_start`, the one the model mimics: refuse when full (no-overwrite), else
 /// reserve `header` bytes filled with `k as u8`, `k` counting successful starts.
 struct TestCb {
     header: usize,
     overwrite: bool,
     k: AtomicU64,
-    /// (slot, prev_slot, prev_padding, accepted) of every call.
-    calls: Mutex<Vec<(usize, Option<usize>, usize, bool)>>,
+    /// Every call.
+    calls: Mutex<Vec<StartArgs>>,
 }
 
 impl TestCb {
@@ -93,7 +96,9 @@ enum Op {
 }
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_add(i as u8) | 0x80).collect()
+    (0..len)
+        .map(|i| seed.wrapping_add(i as u8) | 0x80)
+        .collect()
 }
 
 /// What both subjects offer.
@@ -205,9 +210,14 @@ impl ChannelSubject {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let chan =
-            Channel::open(Some("buf"), Some(&dir), s, n, GlobalCb(TestCb::new(h, overwrite)))
-                .unwrap();
+        let chan = Channel::open(
+            Some("buf"),
+            Some(&dir),
+            s,
+            n,
+            GlobalCb(TestCb::new(h, overwrite)),
+        )
+        .unwrap();
         assert!(chan.is_global());
         let file = RelayFile::open(dir.join("buf0")).unwrap();
         ChannelSubject { chan, file, dir }
@@ -267,17 +277,36 @@ fn check_same(m: &Model, sub: &mut dyn Subject, step: usize) {
     let ctx = format!("after step {step}");
     assert_eq!(st.subbufs_produced as u64, m.produced(), "produced {ctx}");
     assert_eq!(st.subbufs_consumed as u64, m.consumed(), "consumed {ctx}");
-    assert_eq!(st.bytes_consumed, m.bytes_consumed(), "bytes_consumed {ctx}");
+    assert_eq!(
+        st.bytes_consumed,
+        m.bytes_consumed(),
+        "bytes_consumed {ctx}"
+    );
     assert_eq!(st.offset, m.offset(), "offset {ctx}");
-    assert_eq!(st.dropped_msgs as u64, m.dropped_msgs(), "dropped_msgs {ctx}");
-    assert_eq!(st.dropped_bytes as u64, m.dropped_bytes(), "dropped_bytes {ctx}");
+    assert_eq!(
+        st.dropped_msgs as u64,
+        m.dropped_msgs(),
+        "dropped_msgs {ctx}"
+    );
+    assert_eq!(
+        st.dropped_bytes as u64,
+        m.dropped_bytes(),
+        "dropped_bytes {ctx}"
+    );
     assert_eq!(st.toobig_msgs as u64, m.toobig_count(), "toobig {ctx}");
     assert_eq!(st.last_toobig, m.last_toobig(), "last_toobig {ctx}");
     assert_eq!(st.lapped_subbufs as u64, m.lapped_subbufs(), "lapped {ctx}");
-    assert_eq!(st.torn_reads, 0, "single-threaded reads are never torn {ctx}");
+    assert_eq!(
+        st.torn_reads, 0,
+        "single-threaded reads are never torn {ctx}"
+    );
     assert_eq!(b.buf_full(), m.buffer_full(), "buf_full {ctx}");
     for slot in 0..geo.n_subbufs() {
-        assert_eq!(b.padding_of(slot), Some(m.padding(slot)), "padding[{slot}] {ctx}");
+        assert_eq!(
+            b.padding_of(slot),
+            Some(m.padding(slot)),
+            "padding[{slot}] {ctx}"
+        );
     }
     // SAFETY: the data region is `size()` bytes and nobody writes while we look.
     let image = unsafe { std::slice::from_raw_parts(b.data_ptr(), geo.size()) };

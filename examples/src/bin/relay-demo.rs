@@ -210,7 +210,10 @@ fn run<C: ChannelCallbacks>(args: &Args, cb: C) -> Result<bool, Box<dyn std::err
     let ok = bad == 0
         && (args.overwrite || (delivered + dropped as u64 == total && written == delivered));
     if ok {
-        println!("relay-demo: OK, every message accounted for (output in {})", args.out.display());
+        println!(
+            "relay-demo: OK, every message accounted for (output in {})",
+            args.out.display()
+        );
     } else {
         println!("relay-demo: FAILED accounting");
     }

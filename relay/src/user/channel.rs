@@ -2,20 +2,21 @@
 //!
 //! # Writer exclusivity (the user-space stand-in for `local_irq_save`)
 //!
-//! Each buffer has a lock word in its shared control block: 0 when free, otherwise the owner's
-//! token (the address of a thread-local). A writer looks up its CPU (`sched_getcpu`, served from
-//! rseq by glibc) and takes that buffer's lock with one compare-and-swap, so a thread that is
-//! preempted or migrated mid-write still owns the buffer it started on: messages are never torn
-//! or interleaved. Contention (a migrated thread meeting the buffer's usual owner) spins briefly,
-//! then yields.
+//! Each buffer has a lock word in its shared control block (see `wlock.rs`). A writer looks up
+//! its CPU (`sched_getcpu`, served from rseq by glibc) and takes that buffer's lock with one
+//! compare-and-swap, so a thread that is preempted or migrated mid-write still owns the buffer it
+//! started on: messages are never torn or interleaved. Contention (a migrated thread meeting the
+//! buffer's usual owner) spins briefly, then yields.
 //!
-//! A signal handler that interrupts a `write` on the same thread finds the lock owned by its own
-//! token: it must not wait (that would deadlock), so it takes the first other buffer whose lock
-//! is free, and if there is none it drops the message and counts it in `dropped_msgs`. That is
-//! the price of not blocking signals around every write (a system call per write); the kernel
-//! backend has no such case because `write` runs with interrupts off. `__write` skips the token
-//! and the fallback: like the kernel's `__relay_write`, it must not be called from a context that
-//! can interrupt another write on the same thread.
+//! A context nested inside a write of its own thread (a signal handler) never waits for a lock:
+//! it appends its message to the nested queue of the buffer its thread holds (`nested.rs`),
+//! which the interrupted writer drains into the buffer before releasing the lock; if that is not
+//! possible (queue full, or the thread holds another channel's buffer) it uses any buffer that is
+//! free right now, and otherwise drops the message and counts it in `dropped_msgs`. Blocking
+//! signals around every write would cost two system calls per write; the kernel backend has no
+//! such case because `write` runs with interrupts off. `__write` skips all of this: like the
+//! kernel's `__relay_write`, it must not be called from a context that can interrupt another
+//! write on the same thread.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -27,8 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::file::{MapHooks, RelayFile};
+use super::nested::NestedQueue;
 use super::shm::BufMem;
 use super::sys::{current_cpu, possible_cpus, SharedFutex};
+use super::wlock::{acquire, acquire_anon, try_acquire, Acquired, WriterGuard};
 use crate::core::{wait, Buf, BufStats, Callbacks, Env, Geometry, NoOverwrite, NoWake, OpenError};
 use crate::core::{Overwrite, Slot, SubbufStart};
 
@@ -157,6 +160,8 @@ struct Inner<C> {
     cb: C,
     geo: Geometry,
     bufs: Vec<Arc<BufMem>>,
+    /// Per buffer: messages queued by nested (signal-handler) writers.
+    nested: Vec<NestedQueue>,
     paths: Vec<Option<PathBuf>>,
     is_global: bool,
     closed: AtomicBool,
@@ -189,72 +194,6 @@ impl<C: ChannelCallbacks> MapHooks for Inner<C> {
 /// between threads with `Arc` or scoped threads.
 pub struct Channel<C: ChannelCallbacks = NoOverwrite> {
     inner: Arc<Inner<C>>,
-}
-
-thread_local! {
-    static TOKEN: u8 = const { 0 };
-}
-
-/// This thread's lock token: the address of a thread-local (never 0, unique among live threads).
-#[inline]
-fn token() -> usize {
-    TOKEN.with(|t| t as *const u8 as usize)
-}
-
-/// Token used by `__write`, which does not detect re-entry.
-const ANON_TOKEN: usize = 1;
-
-/// A held writer lock; released on drop (also if a `write_with` closure panics).
-struct WriterGuard<'a>(&'a AtomicUsize);
-
-impl Drop for WriterGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
-    }
-}
-
-enum Locked<'a> {
-    Held(WriterGuard<'a>),
-    /// The lock belongs to the context this one interrupted.
-    Nested,
-}
-
-#[inline]
-fn lock_writer(word: &AtomicUsize, token: usize) -> Locked<'_> {
-    match word.compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed) {
-        Ok(_) => Locked::Held(WriterGuard(word)),
-        Err(owner) if owner == token && token != ANON_TOKEN => Locked::Nested,
-        Err(_) => lock_writer_slow(word, token),
-    }
-}
-
-#[cold]
-fn lock_writer_slow(word: &AtomicUsize, token: usize) -> Locked<'_> {
-    let mut spins = 0u32;
-    loop {
-        if word.load(Ordering::Relaxed) == 0
-            && word
-                .compare_exchange_weak(0, token, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Locked::Held(WriterGuard(word));
-        }
-        spins += 1;
-        if spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            // The owner may be preempted: let it run.
-            std::thread::yield_now();
-        }
-    }
-}
-
-#[inline]
-fn try_lock_writer(word: &AtomicUsize, token: usize) -> Option<WriterGuard<'_>> {
-    word.compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
-        .ok()
-        .map(|_| WriterGuard(word))
 }
 
 /// Takes the reader lock of a buffer (shared by every reader in every process).
@@ -353,6 +292,7 @@ impl<C: ChannelCallbacks> Channel<C> {
             cb: callbacks,
             geo,
             bufs: Vec::new(),
+            nested: Vec::new(),
             paths: Vec::new(),
             is_global: false,
             closed: AtomicBool::new(false),
@@ -415,6 +355,7 @@ impl<C: ChannelCallbacks> Channel<C> {
             // seqlock.
             unsafe { mem.buf().init(&NoWake(&inner.cb))? };
             inner.bufs.push(Arc::new(mem));
+            inner.nested.push(NestedQueue::new());
             if global {
                 inner.is_global = true;
                 break;
@@ -434,49 +375,103 @@ impl<C: ChannelCallbacks> Channel<C> {
         }
     }
 
-    /// Runs `f` on the current CPU's buffer with its writer lock held; in a nested context
-    /// (signal handler interrupting this thread's write) on the first other free buffer. `None`
-    /// if no buffer could be taken (the message is counted as dropped).
+    /// Releases buffer `i`'s writer lock, first writing out what nested contexts queued, then
+    /// checks again after the release (a signal may have queued a message in between).
     #[inline]
-    fn with_writer<R>(&self, len: usize, f: impl FnOnce(&Buf) -> R) -> Option<R> {
-        let i = self.current_index();
-        let mem = &self.inner.bufs[i];
-        let tok = token();
-        match lock_writer(mem.buf().state().writer_lock(), tok) {
-            Locked::Held(_g) => Some(f(mem.buf())),
-            Locked::Nested => self.with_other_writer(i, tok, len, f),
+    fn unlock(&self, i: usize, guard: WriterGuard<'_>) {
+        let q = &self.inner.nested[i];
+        if !q.is_empty() {
+            self.drain_nested(i);
+        }
+        drop(guard);
+        if !q.is_empty() {
+            self.drain_after_release(i);
         }
     }
 
+    /// Writes the nested queue of buffer `i` out. The caller holds `i`'s lock as the outermost
+    /// context of its thread.
     #[cold]
-    fn with_other_writer<R>(
+    fn drain_nested(&self, i: usize) {
+        let b = self.inner.bufs[i].buf();
+        // SAFETY: the caller holds the writer lock and is not nested; the core writes run under
+        // that same lock.
+        unsafe { self.inner.nested[i].drain(|msg| _ = b.write(&*self.inner, msg)) };
+    }
+
+    /// A message was queued between our last drain and our release. Only contexts nested in the
+    /// lock holder's thread queue, so it is ours: drain it if the lock is free; if another thread
+    /// took it, that thread drains it before releasing.
+    #[cold]
+    fn drain_after_release(&self, i: usize) {
+        let q = &self.inner.nested[i];
+        while !q.is_empty() {
+            let Some(g) = try_acquire(self.inner.bufs[i].buf().state().writer_lock()) else {
+                return;
+            };
+            self.drain_nested(i);
+            drop(g);
+        }
+    }
+
+    /// A write from a context nested inside a write of its own thread (a signal handler), which
+    /// must not wait for any lock: queue it on the buffer the thread holds (if it belongs to this
+    /// channel), else use any buffer that is free right now, else drop and count it.
+    #[cold]
+    fn write_nested(
         &self,
-        busy: usize,
-        tok: usize,
+        held: *const AtomicUsize,
         len: usize,
-        f: impl FnOnce(&Buf) -> R,
-    ) -> Option<R> {
-        for (j, mem) in self.inner.bufs.iter().enumerate() {
-            if j == busy {
-                continue;
-            }
-            if let Some(_g) = try_lock_writer(mem.buf().state().writer_lock(), tok) {
-                return Some(f(mem.buf()));
+        fill: impl FnOnce(&mut [u8]),
+    ) -> bool {
+        let mut fill = Some(fill);
+        let own = self
+            .inner
+            .bufs
+            .iter()
+            .position(|m| std::ptr::eq(m.buf().state().writer_lock(), held));
+        if let Some(i) = own {
+            // SAFETY: `acquire` verified that this thread holds buffer `i`'s lock and that we run
+            // nested inside that hold.
+            let queued = unsafe {
+                self.inner.nested[i].push(len, |d| {
+                    if let Some(f) = fill.take() {
+                        f(d)
+                    }
+                })
+            };
+            if queued {
+                return true;
             }
         }
-        self.inner.bufs[busy].buf().state().count_dropped(len);
-        None
+        let start = self.current_index();
+        let n = self.inner.bufs.len();
+        for j in (0..n).map(|k| (start + k) % n) {
+            let b = self.inner.bufs[j].buf();
+            if let Some(g) = try_acquire(b.state().writer_lock()) {
+                let Some(f) = fill.take() else { break };
+                // SAFETY: the writer lock of buffer `j` is held until `unlock`.
+                let ok = unsafe { b.write_with(&*self.inner, len, f) };
+                self.unlock(j, g);
+                return ok;
+            }
+        }
+        self.inner.bufs[own.unwrap_or(start)]
+            .buf()
+            .state()
+            .count_dropped(len);
+        false
     }
 
     /// relay's `relay_write`: appends `data` as one message to the current CPU's buffer. Safe to
     /// call from a signal handler that interrupted another `write` (see the module docs). Returns
-    /// `false` if the message was dropped (buffer full in no-overwrite mode, too big, or no
-    /// buffer free in a nested context); drops are counted in [`Channel::stats`].
+    /// `false` if the message was dropped (buffer full in no-overwrite mode, too big, or no room
+    /// for a nested writer); drops are counted in [`Channel::stats`]. A nested write that was
+    /// queued returns `true` and is written (or dropped and counted) when the interrupted write
+    /// finishes.
     #[inline]
     pub fn write(&self, data: &[u8]) -> bool {
-        // SAFETY: `with_writer` holds the buffer's writer lock while the closure runs.
-        self.with_writer(data.len(), |b| unsafe { b.write(&*self.inner, data) })
-            .unwrap_or(false)
+        self.write_with(data.len(), |slot| slot.copy_from_slice(data))
     }
 
     /// relay's `__relay_write`: like [`Channel::write`] but without re-entry detection. Must not
@@ -485,47 +480,58 @@ impl<C: ChannelCallbacks> Channel<C> {
     #[inline]
     #[allow(non_snake_case)]
     pub fn __write(&self, data: &[u8]) -> bool {
-        let mem = &self.inner.bufs[self.current_index()];
-        match lock_writer(mem.buf().state().writer_lock(), ANON_TOKEN) {
-            // SAFETY: the writer lock is held for the duration of the write.
-            Locked::Held(_g) => unsafe { mem.buf().write(&*self.inner, data) },
-            Locked::Nested => false,
-        }
+        let b = self.inner.bufs[self.current_index()].buf();
+        let _g = acquire_anon(b.state().writer_lock());
+        // SAFETY: the writer lock is held for the duration of the write.
+        unsafe { b.write(&*self.inner, data) }
     }
 
     /// Writes a `len`-byte message in place: `fill` encodes it straight into the buffer, then it
     /// is published. Readers never see a partly filled message. Returns `false` (without calling
-    /// `fill`) if the message was dropped.
+    /// `fill`) if the message was dropped. Signal-safe like [`Channel::write`].
     #[inline]
     pub fn write_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        // SAFETY: `with_writer` holds the buffer's writer lock while the closure runs.
-        self.with_writer(len, |b| unsafe { b.write_with(&*self.inner, len, fill) })
-            .unwrap_or(false)
+        let i = self.current_index();
+        let b = self.inner.bufs[i].buf();
+        match acquire(b.state().writer_lock()) {
+            Acquired::Held(g) => {
+                // SAFETY: the writer lock is held until `unlock`.
+                let ok = unsafe { b.write_with(&*self.inner, len, fill) };
+                self.unlock(i, g);
+                ok
+            }
+            Acquired::Nested(held) => self.write_nested(held, len, fill),
+        }
     }
 
     /// relay's `relay_reserve`: reserves `len` bytes in the current CPU's buffer for the caller
     /// to fill later. As in relay, the slot is visible to readers at once.
     pub fn reserve(&self, len: usize) -> Option<Reservation<'_>> {
-        let mut chosen = None;
-        // SAFETY: `with_writer` holds the buffer's writer lock while the closure runs.
-        self.with_writer(len, |b| {
-            chosen = unsafe { b.reserve(&*self.inner, len) }.map(|s| (b.cpu(), s));
-        })?;
-        let (cpu, slot) = chosen?;
-        let idx = if self.inner.is_global { 0 } else { cpu };
+        let i = self.current_index();
+        let b = self.inner.bufs[i].buf();
+        // A nested context cannot take the slot of the write it interrupted, and a slot cannot
+        // be queued: in that case the reservation fails (counted as a drop).
+        let Acquired::Held(g) = acquire(b.state().writer_lock()) else {
+            b.state().count_dropped(len);
+            return None;
+        };
+        // SAFETY: the writer lock is held until `unlock`.
+        let slot = unsafe { b.reserve(&*self.inner, len) };
+        self.unlock(i, g);
         Some(Reservation {
-            buf: self.inner.bufs[idx].buf(),
-            slot,
+            buf: b,
+            slot: slot?,
         })
     }
 
     /// relay's `relay_flush`: forces a sub-buffer switch on every buffer, so readers can see
     /// (and `poll` reports) what was written so far.
     pub fn flush(&self) {
-        for mem in &self.inner.bufs {
-            if let Locked::Held(_g) = lock_writer(mem.buf().state().writer_lock(), token()) {
-                // SAFETY: the writer lock is held.
+        for (i, mem) in self.inner.bufs.iter().enumerate() {
+            if let Acquired::Held(g) = acquire(mem.buf().state().writer_lock()) {
+                // SAFETY: the writer lock is held until `unlock`.
                 unsafe { mem.buf().flush(&*self.inner) };
+                self.unlock(i, g);
             }
         }
     }
@@ -533,15 +539,18 @@ impl<C: ChannelCallbacks> Channel<C> {
     /// relay's `relay_reset`: erases all data and restarts every buffer in its initial state.
     /// Buffers are not freed and mappings stay valid (they see zeros).
     pub fn reset(&self) -> Result<(), Error> {
-        for mem in &self.inner.bufs {
+        for (i, mem) in self.inner.bufs.iter().enumerate() {
             let b = mem.buf();
-            let Locked::Held(_w) = lock_writer(b.state().writer_lock(), token()) else {
+            let Acquired::Held(w) = acquire(b.state().writer_lock()) else {
                 continue;
             };
-            let _r = lock_reader(b);
+            let r = lock_reader(b);
             // SAFETY: both the writer and the reader lock are held.
-            unsafe { b.reset(&NoWake(&self.inner.cb))? };
+            let res = unsafe { b.reset(&NoWake(&self.inner.cb)) };
+            drop(r);
+            self.unlock(i, w);
             wait::wake_all(b.state(), &SharedFutex { deadline: None });
+            res?;
         }
         Ok(())
     }

@@ -8,9 +8,11 @@
 
 mod channel;
 mod file;
+mod nested;
 mod recorder;
 mod shm;
 pub mod sys;
+mod wlock;
 
 pub use channel::{
     default_create_buf_file, BufInfo, Channel, ChannelCallbacks, CloseReport, Error, Reservation,

@@ -452,7 +452,7 @@ impl ChildProc {
         }
     }
 
-    /// Waits for a line starting with `prefix` and returns the rest of it.
+    /// Waits for a line containing `prefix` and returns what follows it.
     pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
@@ -460,8 +460,9 @@ impl ChildProc {
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.output.push(line.clone());
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.trim().to_string();
+                    // libtest may have printed "test name ... " on the same line first.
+                    if let Some(at) = line.find(prefix) {
+                        return line[at + prefix.len()..].trim().to_string();
                     }
                 }
                 Err(e) => {

@@ -1,0 +1,116 @@
+//! Messages from a signal handler that interrupted the lock holder of the same buffer on its own
+//! thread.
+//!
+//! Such a handler must not wait for the lock (its owner cannot run until the handler returns).
+//! It appends the message here instead; the lock holder drains the queue into the buffer before
+//! it releases the lock, and checks again right after releasing it (a handler may have run
+//! between its last drain and the release).
+//!
+//! Why this is race-free: only contexts nested inside the current lock owner's thread push (a
+//! context that finds the lock owned by *another* thread waits for it instead). Nested contexts
+//! on one thread run strictly last-in-first-out, so a push is complete before the context it
+//! interrupted — whether it was pushing or draining — resumes. Pushes reserve their range with a
+//! compare-and-swap on `len`, which is atomic with respect to an interrupting handler, and the
+//! drainer resets `len` with a compare-and-swap that fails if a push slipped in.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes a buffer can queue for nested writers (each message costs 4 extra bytes).
+pub const NESTED_CAP: usize = 4096;
+
+/// Per-buffer queue of nested messages: `[u32 length][bytes]` records.
+///
+/// # Invariants
+///
+/// Bytes `0..len` hold complete records, except while a nested push is in progress, which the
+/// drainer can never observe (it runs on the same thread, below the pushing context).
+pub(crate) struct NestedQueue {
+    len: AtomicUsize,
+    data: UnsafeCell<[u8; NESTED_CAP]>,
+}
+
+// SAFETY: access to `data` follows the protocol above: ranges are reserved through `len`, and the
+// only concurrent accessors are contexts nested on the lock owner's thread.
+unsafe impl Sync for NestedQueue {}
+
+impl NestedQueue {
+    pub fn new() -> Self {
+        NestedQueue {
+            len: AtomicUsize::new(0),
+            data: UnsafeCell::new([0; NESTED_CAP]),
+        }
+    }
+
+    /// Whether anything waits to be drained.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Acquire) == 0
+    }
+
+    /// Appends a `len`-byte message filled by `fill`. Returns `false` (without calling `fill`)
+    /// if the queue has no room.
+    ///
+    /// # Safety
+    ///
+    /// The caller runs nested inside the thread that holds this buffer's writer lock.
+    pub unsafe fn push(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
+        let Ok(len32) = u32::try_from(len) else {
+            return false;
+        };
+        let need = 4 + len;
+        let mut at = self.len.load(Ordering::Relaxed);
+        loop {
+            if need > NESTED_CAP - at {
+                return false;
+            }
+            match self
+                .len
+                .compare_exchange(at, at + need, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => at = now,
+            }
+        }
+        // SAFETY: `at..at + need` is inside the array and reserved for this context alone (see
+        // the module docs); nothing reads it before this context returns.
+        let rec =
+            unsafe { std::slice::from_raw_parts_mut(self.data.get().cast::<u8>().add(at), need) };
+        rec[..4].copy_from_slice(&len32.to_ne_bytes());
+        fill(&mut rec[4..]);
+        true
+    }
+
+    /// Hands every queued message to `sink`, in order, and empties the queue.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds this buffer's writer lock and is not itself nested.
+    pub unsafe fn drain(&self, mut sink: impl FnMut(&[u8])) {
+        let mut pos = 0;
+        loop {
+            let end = self.len.load(Ordering::Acquire);
+            let base = self.data.get().cast::<u8>();
+            while pos < end {
+                // SAFETY: records below `end` are complete (type invariant) and not modified
+                // until `len` is reset below; the slices cover only these records, never the
+                // range a nested push may be writing (at or above `end`).
+                let rec = unsafe {
+                    let mut n = [0u8; 4];
+                    std::ptr::copy_nonoverlapping(base.add(pos), n.as_mut_ptr(), 4);
+                    let n = u32::from_ne_bytes(n) as usize;
+                    std::slice::from_raw_parts(base.add(pos + 4), n)
+                };
+                sink(rec);
+                pos += 4 + rec.len();
+            }
+            if self
+                .len
+                .compare_exchange(end, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
