@@ -547,10 +547,16 @@ impl Buf {
 
     /// The writer's current position as seen by a reader: `(subbufs_produced, offset)` from one
     /// consistent moment (seqlock read side). `offset` is relay's, i.e. `subbuf_size + 1` when
-    /// refused.
-    pub(crate) fn writer_snapshot(&self) -> (usize, usize) {
+    /// refused, and is clamped to that range: the control block is shared memory and a reader
+    /// must stay in bounds whatever it holds.
+    ///
+    /// `None` if no consistent snapshot was seen within a bounded number of attempts (a writer
+    /// preempted — or crashed — in the middle of a switch); readers then report nothing
+    /// available for now rather than spin without bound.
+    pub(crate) fn writer_snapshot(&self) -> Option<(usize, usize)> {
+        const ATTEMPTS: u32 = 1 << 12;
         let w = &self.state().w;
-        loop {
+        for _ in 0..ATTEMPTS {
             let s1 = w.switch_seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
                 let produced = w.produced.load(Ordering::Acquire);
@@ -558,15 +564,18 @@ impl Buf {
                 let offset = w.offset.load(Ordering::Acquire);
                 fence(Ordering::Acquire);
                 if w.switch_seq.load(Ordering::Relaxed) == s1 {
-                    return (produced, offset);
+                    return Some((produced, offset.min(self.geo.subbuf_size() + 1)));
                 }
             }
             spin_hint();
         }
+        None
     }
 
-    pub(crate) fn padding_slot(&self, slot: usize) -> &AtomicUsize {
-        self.padding(slot)
+    /// Complete length (`subbuf_size - padding`) of the sub-buffer in `slot`, clamped as above.
+    pub(crate) fn complete_len(&self, slot: usize) -> usize {
+        let size = self.geo.subbuf_size();
+        size - self.padding(slot).load(Ordering::Relaxed).min(size)
     }
 }
 

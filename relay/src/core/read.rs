@@ -78,7 +78,9 @@ impl Buf {
         if self.is_finalized() {
             return Poll::Finalized;
         }
-        let (produced, _) = self.writer_snapshot();
+        let Some((produced, _)) = self.writer_snapshot() else {
+            return Poll::Empty;
+        };
         if produced != self.state().r.consumed.load(Ordering::Relaxed) {
             Poll::Readable
         } else {
@@ -103,15 +105,24 @@ impl Buf {
         let size = self.geometry().subbuf_size();
         let n = self.geometry().n_subbufs();
         let mut total = 0;
+        // Rounds that returned nothing (empty sub-buffers, discarded copies): legitimately at
+        // most one per sub-buffer; more only with corrupt shared counters.
+        let mut idle = 0;
         loop {
+            idle += 1;
+            if idle > n + 2 {
+                break;
+            }
             let room = sink.room();
             if room == 0 {
                 break;
             }
-            let (produced, offset) = self.writer_snapshot();
+            let Some((produced, offset)) = self.writer_snapshot() else {
+                break;
+            };
             let refused = offset > size;
             let mut consumed = st.r.consumed.load(Ordering::Relaxed);
-            let mut bytes = st.r.bytes_consumed.load(Ordering::Relaxed);
+            let mut bytes = st.r.bytes_consumed.load(Ordering::Relaxed).min(size);
 
             if !refused && produced.wrapping_sub(consumed) >= n {
                 // The writer is filling the slot of sub-buffer `consumed`: skip to the oldest
@@ -128,7 +139,7 @@ impl Buf {
             let slot = consumed % n;
             let complete_len = if consumed != produced {
                 // Complete: its padding was published before `produced` (Acquire above).
-                let len = size - self.padding_slot(slot).load(Ordering::Relaxed);
+                let len = self.complete_len(slot);
                 if bytes >= len {
                     // Nothing (left) in it, e.g. a flushed empty sub-buffer: move on.
                     st.r.bytes_consumed.store(0, Ordering::Relaxed);
@@ -154,7 +165,9 @@ impl Buf {
             // Validate the copy: if the writer reached sub-buffer `consumed + n` meanwhile it has
             // started reusing this slot (overwrite mode) and the bytes may be torn.
             fence(Ordering::Acquire);
-            let (now, now_offset) = self.writer_snapshot();
+            let Some((now, now_offset)) = self.writer_snapshot() else {
+                break;
+            };
             let ahead = now.wrapping_sub(consumed);
             // `ahead == n` with a refused switch is a full no-overwrite buffer: nobody writes.
             if ahead > n || (ahead == n && now_offset <= size) {
@@ -162,6 +175,7 @@ impl Buf {
                 continue;
             }
             sink.commit(len);
+            idle = 0;
             total += len;
             bytes += len;
             if complete_len == Some(bytes) {
@@ -181,16 +195,21 @@ impl Buf {
         let st = self.state();
         let size = self.geometry().subbuf_size();
         let n = self.geometry().n_subbufs();
-        let (produced, offset) = self.writer_snapshot();
+        let Some((produced, offset)) = self.writer_snapshot() else {
+            return 0;
+        };
         let mut consumed = st.r.consumed.load(Ordering::Acquire);
-        let mut bytes = st.r.bytes_consumed.load(Ordering::Relaxed);
+        let mut bytes = st.r.bytes_consumed.load(Ordering::Relaxed).min(size);
         if offset <= size && produced.wrapping_sub(consumed) >= n {
             consumed = produced.wrapping_sub(n - 1);
             bytes = 0;
         }
         let mut total = 0;
-        while consumed != produced {
-            let len = size - self.padding_slot(consumed % n).load(Ordering::Relaxed);
+        // At most n_subbufs complete sub-buffers can be unconsumed, whatever the counters say.
+        let mut left = n;
+        while consumed != produced && left > 0 {
+            left -= 1;
+            let len = self.complete_len(consumed % n);
             total += len.saturating_sub(bytes);
             bytes = 0;
             consumed = consumed.wrapping_add(1);

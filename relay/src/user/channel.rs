@@ -196,22 +196,42 @@ pub struct Channel<C: ChannelCallbacks = NoOverwrite> {
     inner: Arc<Inner<C>>,
 }
 
-/// Takes the reader lock of a buffer (shared by every reader in every process).
+/// Takes the reader lock of a buffer (shared by every reader in every process). The word holds
+/// the owner's process id; a waiter takes over a lock whose owner process no longer exists (a
+/// reader that died holding it), so a crashed reader cannot block the others forever.
 pub(crate) fn lock_reader(buf: &Buf) -> ReaderGuard<'_> {
     let word = buf.state().reader_lock();
+    let me = std::process::id() as usize;
     let mut spins = 0u32;
-    while word
-        .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        spins += 1;
+    loop {
+        let owner = word.load(Ordering::Relaxed);
+        if owner == 0 || (spins % 1024 == 1023 && owner != me && !process_alive(owner)) {
+            if word
+                .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return ReaderGuard(word);
+            }
+        }
+        spins = spins.wrapping_add(1);
         if spins < 64 {
             std::hint::spin_loop();
         } else {
             std::thread::yield_now();
         }
     }
-    ReaderGuard(word)
+}
+
+fn process_alive(pid: usize) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// A held reader lock.

@@ -1,0 +1,128 @@
+//! A reader must survive whatever is in a buffer file: the control block is shared memory that a
+//! crashed or buggy process may have left in any state. Errors, never panics, hangs or
+//! out-of-bounds reads.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use relay::user::{BufInfo, Channel, ChannelCallbacks, RelayFile};
+use relay::{Callbacks, Poll};
+
+/// No-overwrite mode with one global buffer, so every write lands in file `c0`.
+struct Global;
+impl Callbacks for Global {}
+impl ChannelCallbacks for Global {
+    fn create_buf_file(
+        &self,
+        name: Option<&str>,
+        parent: Option<&std::path::Path>,
+        mode: u32,
+        _buf: &BufInfo,
+        is_global: &mut bool,
+    ) -> std::io::Result<Option<std::fs::File>> {
+        *is_global = true;
+        relay::user::default_create_buf_file(name, parent, mode)
+    }
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "relay-robust-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Offset of the control block in a buffer file: right after the 80-byte header, 64-aligned.
+const STATE_OFF: u64 = 128;
+/// The reader lock word: first word of the reader cache line (second line of the state).
+const READER_LOCK_OFF: u64 = STATE_OFF + 64;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Random bytes over the whole control block and padding array (the reader lock kept free):
+    /// `read`, `poll` and `readable_bytes` terminate, never panic, and never return more than the
+    /// buffer holds.
+    #[test]
+    fn corrupt_control_block(garbage in prop::collection::vec(any::<u8>(), 4096 - 128)) {
+        let dir = tempdir("ctl");
+        // 4 × 1024 bytes fill the data mapping exactly: an out-of-bounds copy faults.
+        let chan = Channel::open(Some("c"), Some(&dir), 1024, 4, Global).unwrap();
+        let path = dir.join("c0");
+        chan.write(b"some bytes");
+        let raw = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut f = RelayFile::open(&path).unwrap();
+        drop(chan);
+        raw.write_all_at(&garbage, STATE_OFF).unwrap();
+        raw.write_all_at(&0usize.to_ne_bytes(), READER_LOCK_OFF).unwrap();
+
+        let start = Instant::now();
+        let mut out = vec![0u8; 16 * 1024];
+        for _ in 0..8 {
+            let n = f.read(&mut out).unwrap();
+            prop_assert!(n <= out.len());
+            let _ = f.poll_now().unwrap();
+        }
+        prop_assert!(start.elapsed() < Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Random bytes as a whole file: opening it is an error or a valid buffer, never a panic.
+    #[test]
+    fn garbage_file(bytes in prop::collection::vec(any::<u8>(), 0..9000), keep_magic in any::<bool>()) {
+        let dir = tempdir("file");
+        let path = dir.join("x0");
+        let mut bytes = bytes;
+        if keep_magic && bytes.len() >= 8 {
+            bytes[..8].copy_from_slice(&relay::user::MAGIC);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok(mut f) = RelayFile::open(&path) {
+            let mut out = vec![0u8; 256];
+            let _ = f.read(&mut out);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A reader process that died holding the reader lock does not block the next reader.
+#[test]
+fn reader_lock_of_dead_process_is_taken_over() {
+    let dir = tempdir("dead");
+    let chan = Channel::open(Some("c"), Some(&dir), 64, 4, Global).unwrap();
+    let path = dir.join("c0");
+    assert!(chan.write(b"after a crash"));
+    // A pid that certainly existed and is gone now.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id() as usize;
+    child.wait().unwrap();
+    let raw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    raw.write_all_at(&dead.to_ne_bytes(), READER_LOCK_OFF)
+        .unwrap();
+    let mut f = RelayFile::open(&path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = vec![0u8; 64];
+        let n = f.read(&mut out).unwrap();
+        tx.send(out[..n].to_vec()).unwrap();
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("reader blocked by a dead process's lock");
+    assert_eq!(got, b"after a crash");
+    assert_eq!(chan.buf(0).unwrap().poll(), Poll::Empty);
+    let _ = std::fs::remove_dir_all(&dir);
+}
