@@ -28,9 +28,14 @@ fn result_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("result{i}"))
 }
 
-/// The writer side shared by the read and mmap tests: phase 1 fills the buffers with more than
-/// they hold while the child waits (so drops are certain), then `GO`, then phase 2 writes while
-/// the child reads concurrently. Returns the ledger (tid 0 only).
+/// Writer threads of phase 2 (tids `1..=WRITERS`; phase 1 is tid 0). More threads than CPUs,
+/// so per-CPU writes migrate.
+const WRITERS: usize = 3;
+
+/// The writer side shared by the read and mmap tests: phase 1 (one thread, tid 0) fills the
+/// buffers with more than they hold while the child waits, so drops are certain; then `GO`;
+/// then phase 2: `WRITERS` threads write `n2` messages in all while the child reads
+/// concurrently. Returns the ledger, one row per tid.
 fn write_phases<C: ChannelCallbacks>(
     chan: &Channel<C>,
     child: &mut ChildProc,
@@ -38,16 +43,14 @@ fn write_phases<C: ChannelCallbacks>(
 ) -> Ledger {
     let geo = chan.geometry();
     let capacity = geo.size() * chan.n_bufs();
-    let mut accepted = Vec::new();
+    let mut phase1 = Vec::new();
     let mut buf = [0u8; MAX_LEN];
-    let mut seq = 0u64;
     let mut bytes = 0;
     // More bytes than all buffers together can hold: by pigeonhole some buffer must refuse.
     while bytes <= capacity + geo.subbuf_size() * chan.n_bufs() {
-        let n = encode_into(0, seq, &mut buf);
-        accepted.push(chan.write(&buf[..n]));
+        let n = encode_into(0, phase1.len() as u64, &mut buf);
+        phase1.push(chan.write(&buf[..n]));
         bytes += n;
-        seq += 1;
     }
     let phase1_dropped: usize = chan.stats().iter().map(|s| s.dropped_msgs).sum();
     assert!(
@@ -57,22 +60,57 @@ fn write_phases<C: ChannelCallbacks>(
     );
     assert_eq!(
         phase1_dropped,
-        accepted.iter().filter(|&&a| !a).count(),
+        phase1.iter().filter(|&&a| !a).count(),
         "dropped_msgs must count exactly the writes that returned false"
     );
     child.send("GO");
-    for i in 0..n2 {
-        let n = encode_into(0, seq, &mut buf);
-        accepted.push(chan.write(&buf[..n]));
-        seq += 1;
-        if i % 512 == 0 {
-            // Give the reader a chance on a loaded machine, so that not everything is dropped.
-            std::thread::yield_now();
+    let mut accepted = vec![phase1];
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (1..=WRITERS as u32)
+            .map(|tid| {
+                s.spawn(move || {
+                    let mut buf = [0u8; MAX_LEN];
+                    (0..(n2 / WRITERS) as u64)
+                        .map(|seq| {
+                            let n = encode_into(tid, seq, &mut buf);
+                            let ok = chan.write(&buf[..n]);
+                            if seq % 512 == 0 {
+                                // Let the reader run on a loaded machine, so that not
+                                // everything is dropped.
+                                std::thread::yield_now();
+                            }
+                            ok
+                        })
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .collect();
+        accepted.extend(hs.into_iter().map(|h| h.join().unwrap()));
+    });
+    Ledger { accepted }
+}
+
+/// The value of `key=value` in a child's summary line.
+fn field(summary: &str, key: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in {summary}"))
+        .parse()
+        .unwrap()
+}
+
+/// Bytes of the messages whose write returned true.
+fn accepted_bytes(ledger: &Ledger) -> u64 {
+    let mut total = 0;
+    for (tid, row) in ledger.accepted.iter().enumerate() {
+        for (seq, &ok) in row.iter().enumerate() {
+            if ok {
+                total += msg_len(tid as u32, seq as u64) as u64;
+            }
         }
     }
-    Ledger {
-        accepted: vec![accepted],
-    }
+    total
 }
 
 /// Parent of the read-path test: no-overwrite channel, child reads every buffer file with
@@ -103,6 +141,8 @@ fn read_path<C: ChannelCallbacks>(test: &str, callbacks: C, global: bool) {
     let (rejected, rejected_bytes) = ledger.rejected();
     assert_eq!(n_delivered + dropped, ledger.written(), "{summary}");
     assert_eq!((dropped, dropped_bytes), (rejected, rejected_bytes));
+    assert_eq!(field(&summary, "delivered"), n_delivered as u64);
+    assert_eq!(field(&summary, "bytes"), accepted_bytes(&ledger));
     assert!(n_delivered > 0);
     eprintln!(
         "{test}: written {} delivered {n_delivered} dropped {dropped} ({summary})",
@@ -116,8 +156,8 @@ fn read_path_global_buffer() {
     read_path("read_path_global_buffer", Global(NoOverwrite), true);
 }
 
-/// (a) read path, per-CPU buffers: the single writer thread migrates between CPUs, the child
-/// reads each buffer file in its own thread; order is checked per buffer.
+/// (a) read path, per-CPU buffers: the writer threads migrate between CPUs, the child reads each
+/// buffer file in its own thread; order is checked per (writer, buffer).
 #[test]
 fn read_path_per_cpu_buffers() {
     read_path("read_path_per_cpu_buffers", NoOverwrite, false);
@@ -199,14 +239,7 @@ fn mmap_path_padding_header() {
     let summary = child.expect_line("RESULT", LONG);
     child.wait_success(LONG);
 
-    let field = |k: &str| -> u64 {
-        summary
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("{k} missing in {summary}"))
-            .parse()
-            .unwrap()
-    };
+    let field = |k: &str| field(&summary, k);
     let delivered = load_msgs(&result_path(dir.path(), 0));
     check_order(0, &delivered).unwrap();
     let n_delivered = ledger.check_delivery(&delivered).unwrap();
@@ -217,11 +250,7 @@ fn mmap_path_padding_header() {
         (st.dropped_msgs, st.dropped_bytes),
         (rejected, rejected_bytes)
     );
-    let accepted_bytes: u64 = (0..ledger.written() as u64)
-        .filter(|&s| ledger.accepted[0][s as usize])
-        .map(|s| msg_len(0, s) as u64)
-        .sum();
-    assert_eq!(field("msg_bytes"), accepted_bytes);
+    assert_eq!(field("msg_bytes"), accepted_bytes(&ledger));
     assert_eq!(field("subbufs"), st.subbufs_produced as u64);
     assert_eq!(
         field("msg_bytes") + field("pad_bytes") + PAD_HDR as u64 * field("subbufs"),

@@ -15,13 +15,14 @@ use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use relay::user::{Channel, ChannelCallbacks, RelayFile};
-use relay::{NoOverwrite, Overwrite, Poll};
+use relay::{NoOverwrite, Overwrite};
 use support::*;
 
 const THREADS: usize = 4;
 
 /// Reads one buffer with poll + read until `done` is set (after the writers finished), then
-/// drains it. Returns the messages in stream order and the number of lap cuts.
+/// drains it. Every message must be whole and each writer's messages in order; returns the
+/// parser (messages in stream order, lap cuts).
 fn reader(mut f: RelayFile, idx: usize, done: &AtomicBool, overwrite: bool) -> StreamParser {
     let mut parser = StreamParser::new();
     // Larger than a sub-buffer, so that a read rarely stops inside a message.
@@ -66,11 +67,27 @@ struct Outcome {
     lapped: usize,
 }
 
-/// `THREADS` writers × `n` messages into `chan` with one reader thread per buffer.
-fn run<C: ChannelCallbacks>(chan: &Channel<C>, n: usize, overwrite: bool) -> Outcome {
+/// `THREADS` writers × `n` messages into `chan` with one reader thread per buffer, and with
+/// `flush_every`, a thread calling `flush` (relay_flush from a timer) while they write.
+fn run<C: ChannelCallbacks>(
+    chan: &Channel<C>,
+    n: usize,
+    overwrite: bool,
+    flush_every: Option<Duration>,
+) -> Outcome {
     let done = AtomicBool::new(false);
+    let writing = AtomicBool::new(true);
     let start = Barrier::new(THREADS);
     let (accepted, parsers) = std::thread::scope(|s| {
+        if let Some(period) = flush_every {
+            let writing = &writing;
+            s.spawn(move || {
+                while writing.load(Ordering::Acquire) {
+                    chan.flush();
+                    std::thread::sleep(period);
+                }
+            });
+        }
         let readers: Vec<_> = (0..chan.n_bufs())
             .map(|i| {
                 let f = chan.open_file(i).unwrap();
@@ -98,6 +115,7 @@ fn run<C: ChannelCallbacks>(chan: &Channel<C>, n: usize, overwrite: bool) -> Out
             })
             .collect();
         let accepted: Vec<Vec<bool>> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+        writing.store(false, Ordering::Release);
         done.store(true, Ordering::Release);
         let parsers: Vec<StreamParser> = readers.into_iter().map(|h| h.join().unwrap()).collect();
         (accepted, parsers)
@@ -140,8 +158,17 @@ fn check_no_overwrite(name: &str, o: &Outcome) {
 #[test]
 fn no_overwrite_per_cpu_threads_with_readers() {
     let chan = Channel::open(None, None, 4096, 8, NoOverwrite).unwrap();
-    let o = run(&chan, scaled(40_000), false);
+    let o = run(&chan, scaled(40_000), false, None);
     check_no_overwrite("no_overwrite_per_cpu", &o);
+}
+
+/// As above with another thread calling `flush` every millisecond: flushed (partly filled,
+/// even empty) sub-buffers lose nothing and tear nothing.
+#[test]
+fn no_overwrite_per_cpu_threads_with_readers_and_flusher() {
+    let chan = Channel::open(None, None, 4096, 8, NoOverwrite).unwrap();
+    let o = run(&chan, scaled(30_000), false, Some(Duration::from_millis(1)));
+    check_no_overwrite("no_overwrite_per_cpu_flush", &o);
 }
 
 /// No-overwrite, one global buffer shared by all threads: as above, and each writer's messages
@@ -150,7 +177,7 @@ fn no_overwrite_per_cpu_threads_with_readers() {
 fn no_overwrite_global_threads_with_reader() {
     let chan = Channel::open(None, None, 4096, 8, Global(NoOverwrite)).unwrap();
     assert!(chan.is_global());
-    let o = run(&chan, scaled(40_000), false);
+    let o = run(&chan, scaled(40_000), false, None);
     assert_eq!(o.delivered.len(), 1);
     check_no_overwrite("no_overwrite_global", &o);
 }
@@ -192,7 +219,7 @@ fn check_overwrite(name: &str, o: &Outcome) {
 #[test]
 fn overwrite_per_cpu_threads_with_readers() {
     let chan = Channel::open(None, None, 1024, 4, Overwrite).unwrap();
-    let o = run(&chan, scaled(40_000), true);
+    let o = run(&chan, scaled(40_000), true, None);
     check_overwrite("overwrite_per_cpu", &o);
 }
 
@@ -200,8 +227,16 @@ fn overwrite_per_cpu_threads_with_readers() {
 #[test]
 fn overwrite_global_threads_with_reader() {
     let chan = Channel::open(None, None, 1024, 4, Global(Overwrite)).unwrap();
-    let o = run(&chan, scaled(40_000), true);
+    let o = run(&chan, scaled(40_000), true, None);
     check_overwrite("overwrite_global", &o);
+}
+
+/// Overwrite mode with a concurrent `flush` thread: still no torn message.
+#[test]
+fn overwrite_per_cpu_threads_with_readers_and_flusher() {
+    let chan = Channel::open(None, None, 1024, 4, Overwrite).unwrap();
+    let o = run(&chan, scaled(30_000), true, Some(Duration::from_millis(1)));
+    check_overwrite("overwrite_per_cpu_flush", &o);
 }
 
 /// Overwrite mode with no reader at all ("flight recorder"): writes never fail, and a reader
@@ -248,9 +283,12 @@ fn overwrite_without_reader_keeps_tail() {
 // Signal handlers
 // ---------------------------------------------------------------------------------------------
 
+/// How the handler writes: `Channel::write` of a leaked channel.
+type WriteFn = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// What the handler writes through and records, per writer thread.
 struct SigCtx {
-    write: Box<dyn Fn(&[u8]) -> bool + Send + Sync>,
+    write: WriteFn,
     /// Per writer thread: next handler sequence number and which ones were accepted.
     next: Vec<AtomicU64>,
     accepted: Vec<Vec<AtomicBool>>,
@@ -481,7 +519,8 @@ fn signal_handler_writes_per_cpu_no_overwrite() {
 }
 
 /// As above with one global buffer: a handler that interrupts a write finds the only buffer
-/// busy and must drop (and count) its message instead of deadlocking.
+/// held by its own thread and must neither wait (deadlock) nor write into it; whatever it does
+/// with the message (queue it, drop it), every message is delivered once or counted.
 #[test]
 fn signal_handler_writes_global_no_overwrite() {
     signal_test("signal_handler_writes_global_no_overwrite", "global");
@@ -569,16 +608,20 @@ fn signal_handler_write_after_migration_does_not_deadlock() {
         return;
     }
     drop(chan);
-    let child = ChildProc::spawn(
+    let mut child = ChildProc::spawn(
         "child_migrated_handler",
         &[("a", cpus[0].to_string()), ("b", cpus[1].to_string())],
     );
-    match child.wait_or_kill(Duration::from_secs(10)) {
-        Some(true) => {}
-        Some(false) => panic!("child failed (see its output above)"),
+    match child.try_line("RESULT", Duration::from_secs(10)) {
+        Some(summary) => {
+            child.wait_success(Duration::from_secs(30));
+            eprintln!("signal_handler_write_after_migration_does_not_deadlock: {summary}");
+        }
         None => panic!(
-            "deadlock: two signal handlers, each interrupting a write on a thread that had \
-             migrated to the other's CPU, waited for each other's buffer lock forever"
+            "deadlock (or child failure, see its output above): two signal handlers, each \
+             interrupting a write on a thread that had migrated to the other's CPU, waited for \
+             each other's buffer lock; child output: {:?}",
+            child.output
         ),
     }
 }
@@ -641,4 +684,105 @@ fn child_migrated_handler() {
     assert_eq!(delivered.len(), 2 + handler_ok);
     assert_eq!(delivered.len() + dropped, 4);
     println!("RESULT handler accepted {handler_ok} dropped {dropped}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A handler write nested inside a write of its own thread
+// ---------------------------------------------------------------------------------------------
+
+/// A signal taken while the thread is inside `write_with` (holding the buffer) writes from the
+/// handler: the nested message returns `true` and lands right after the message it
+/// interrupted. If the buffer has no room for it by then (no-overwrite, full), it is dropped
+/// and counted in `dropped_msgs`/`dropped_bytes` although the handler's `write` said `true`.
+#[test]
+fn nested_handler_write_lands_after_interrupted_message() {
+    let mut child = ChildProc::spawn("child_nested_handler_write", &[]);
+    let summary = child.expect_line("RESULT", Duration::from_secs(30));
+    child.wait_success(Duration::from_secs(30));
+    eprintln!("nested_handler_write_lands_after_interrupted_message: {summary}");
+}
+
+/// Child body of `nested_handler_write_lands_after_interrupted_message`.
+#[test]
+fn child_nested_handler_write() {
+    let Some(_) = child_params() else { return };
+    let size = 1024;
+    let chan: &'static Channel<Global<NoOverwrite>> = Box::leak(Box::new(
+        Channel::open(None, None, size, 2, Global(NoOverwrite)).unwrap(),
+    ));
+    let ctx = SigCtx {
+        write: Box::new(move |m| chan.write(m)),
+        next: (0..1).map(|_| AtomicU64::new(0)).collect(),
+        accepted: (0..1)
+            .map(|_| (0..SIG_CAP).map(|_| AtomicBool::new(false)).collect())
+            .collect(),
+    };
+    assert!(SIG.set(ctx).is_ok());
+    let ctx = SIG.get().unwrap();
+    install_handler();
+    SIG_IDX.with(|c| c.set(0));
+    let raise = || {
+        // SAFETY: raise has no preconditions; the handler is installed.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+    };
+    let (h0, h1) = (encode(THREADS as u32, 0), encode(THREADS as u32, 1));
+    let mut f = chan.open_file(0).unwrap();
+    let read = |f: &mut RelayFile| {
+        let mut b = vec![0u8; 4 * size];
+        let k = f.read(&mut b).unwrap();
+        b.truncate(k);
+        b
+    };
+
+    // The handler runs while the interrupted write holds the buffer.
+    assert!(chan.write_with(50, |slot| {
+        slot.fill(0xAA);
+        raise();
+    }));
+    assert_eq!(
+        ctx.next[0].load(Ordering::Relaxed),
+        1,
+        "handler did not run"
+    );
+    assert!(
+        ctx.accepted[0][0].load(Ordering::Relaxed),
+        "nested write returned false although the buffer has room"
+    );
+    let mut want = vec![0xAA; 50];
+    want.extend_from_slice(&h0);
+    assert_eq!(
+        read(&mut f),
+        want,
+        "nested message must follow the interrupted one"
+    );
+    let st = chan.stats()[0];
+    assert_eq!((st.dropped_msgs, st.dropped_bytes), (0, 0));
+
+    // Now with no room left for the nested message: finish sub-buffer 0 exactly, fill
+    // sub-buffer 1 up to 50 bytes before its end, and interrupt a 50-byte write there. The
+    // nested message then needs a third sub-buffer, which the unread buffer does not have.
+    let used = 50 + h0.len();
+    assert!(chan.write(&vec![0xBB; size - used]));
+    assert!(chan.write(&vec![0xCC; size - 50]));
+    assert!(chan.write_with(50, |slot| {
+        slot.fill(0xDD);
+        raise();
+    }));
+    assert_eq!(
+        ctx.next[0].load(Ordering::Relaxed),
+        2,
+        "handler did not run"
+    );
+    let st = chan.stats()[0];
+    assert_eq!(
+        (st.dropped_msgs, st.dropped_bytes),
+        (1, h1.len()),
+        "the nested message that did not fit must be counted as dropped"
+    );
+    let mut want = vec![0xBB; size - used];
+    want.extend(vec![0xCC; size - 50]);
+    want.extend([0xDD; 50]);
+    assert_eq!(read(&mut f), want);
+    let handler_said = ctx.accepted[0][1].load(Ordering::Relaxed);
+    println!("RESULT ok (second nested write returned {handler_said})");
 }

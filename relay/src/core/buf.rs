@@ -173,9 +173,19 @@ impl Buf {
         (slot < self.geo.n_subbufs()).then(|| self.padding(slot).load(Ordering::Acquire))
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters. `subbufs_produced` and `offset` are taken inside the switch
+    /// seqlock: when a count is visible, the `subbuf_start` that followed it (which may write
+    /// the previous sub-buffer's header) has completed, so an mmap consumer may use it to pick
+    /// complete sub-buffers.
     pub fn stats(&self) -> BufStats {
-        self.state().stats()
+        let w = &self.state().w;
+        let (produced, offset) = self.writer_snapshot().unwrap_or_else(|| {
+            (
+                w.produced.load(Ordering::Acquire),
+                w.offset.load(Ordering::Relaxed),
+            )
+        });
+        self.state().stats(produced, offset)
     }
 
     /// relay's `relay_buf_full`: all sub-buffers are produced and unconsumed.

@@ -125,13 +125,14 @@ impl BufState {
         Self::default()
     }
 
-    pub(crate) fn stats(&self) -> BufStats {
+    /// Counters; `produced` and `offset` come from the caller's consistent writer snapshot.
+    pub(crate) fn stats(&self, produced: usize, offset: usize) -> BufStats {
         let ld = |a: &AtomicUsize| a.load(Ordering::Relaxed);
         BufStats {
-            subbufs_produced: ld(&self.w.produced),
+            subbufs_produced: produced,
             subbufs_consumed: ld(&self.r.consumed),
             bytes_consumed: ld(&self.r.bytes_consumed),
-            offset: ld(&self.w.offset),
+            offset,
             dropped_msgs: ld(&self.s.dropped_msgs),
             dropped_bytes: ld(&self.s.dropped_bytes),
             toobig_msgs: ld(&self.s.toobig_msgs),

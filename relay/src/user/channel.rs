@@ -205,13 +205,13 @@ pub(crate) fn lock_reader(buf: &Buf) -> ReaderGuard<'_> {
     let mut spins = 0u32;
     loop {
         let owner = word.load(Ordering::Relaxed);
-        if owner == 0 || (spins % 1024 == 1023 && owner != me && !process_alive(owner)) {
-            if word
+        let free = owner == 0 || (spins % 1024 == 1023 && owner != me && !process_alive(owner));
+        if free
+            && word
                 .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
-            {
-                return ReaderGuard(word);
-            }
+        {
+            return ReaderGuard(word);
         }
         spins = spins.wrapping_add(1);
         if spins < 64 {
@@ -515,6 +515,11 @@ impl<C: ChannelCallbacks> Channel<C> {
         let b = self.inner.bufs[i].buf();
         match acquire(b.state().writer_lock()) {
             Acquired::Held(g) => {
+                // A message queued by a handler of the previous holder's thread in the instant
+                // between its last drain and its release goes first, keeping queue order.
+                if !self.inner.nested[i].is_empty() {
+                    self.drain_nested(i);
+                }
                 // SAFETY: the writer lock is held until `unlock`.
                 let ok = unsafe { b.write_with(&*self.inner, len, fill) };
                 self.unlock(i, g);

@@ -35,16 +35,96 @@ pub fn possible_cpus() -> usize {
     })
 }
 
-/// The CPU the calling thread runs on (glibc reads it from rseq: a few ns). It may be stale by
-/// the time it is used; the backend's writer lock makes that harmless.
+/// The CPU the calling thread runs on. It may be stale by the time it is used (the thread can
+/// migrate at any moment); the backend's writer lock makes that harmless.
+///
+/// On x86_64 and aarch64 with glibc 2.35 or later, this is one load from the thread's rseq area,
+/// which the kernel keeps current (glibc registers it for every thread and exports its offset
+/// from the thread pointer as `__rseq_offset`). Elsewhere, or when rseq is not registered, it
+/// falls back to `sched_getcpu(3)` (~2.5 ns here, versus ~0.3 ns).
 #[inline]
 pub fn current_cpu() -> usize {
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        let off = rseq::OFFSET.load(std::sync::atomic::Ordering::Relaxed);
+        if off > rseq::UNAVAILABLE {
+            // SAFETY: `off` came from glibc's `__rseq_offset` with a registered area
+            // (`__rseq_size` != 0), so thread pointer + off is this thread's `struct rseq`, whose
+            // `cpu_id` (a u32 at offset 4) the kernel updates; a volatile load of it is sound.
+            let cpu = unsafe {
+                std::ptr::read_volatile((rseq::thread_pointer() as isize + off + 4) as *const i32)
+            };
+            if cpu >= 0 {
+                return cpu as usize;
+            }
+        } else if off == rseq::UNRESOLVED {
+            rseq::resolve();
+            return current_cpu_slow();
+        }
+    }
+    current_cpu_slow()
+}
+
+fn current_cpu_slow() -> usize {
     // SAFETY: sched_getcpu has no preconditions.
     let cpu = unsafe { libc::sched_getcpu() };
     if cpu < 0 {
         0
     } else {
         cpu as usize
+    }
+}
+
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod rseq {
+    use std::sync::atomic::{AtomicIsize, Ordering};
+
+    /// Not looked up yet.
+    pub const UNRESOLVED: isize = isize::MIN;
+    /// No usable rseq area: use `sched_getcpu`.
+    pub const UNAVAILABLE: isize = isize::MIN + 1;
+    /// `__rseq_offset`, or one of the markers above.
+    pub static OFFSET: AtomicIsize = AtomicIsize::new(UNRESOLVED);
+
+    #[cold]
+    pub fn resolve() {
+        // Looked up at run time rather than linked, so the binary still runs on a libc without
+        // these symbols.
+        // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names has no other preconditions;
+        // the symbols, when present, are glibc's `ptrdiff_t __rseq_offset` and
+        // `unsigned int __rseq_size`, constant after start-up.
+        let off = unsafe {
+            let o = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
+            let s = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
+            if o.is_null() || s.is_null() || *(s as *const u32) == 0 {
+                UNAVAILABLE
+            } else {
+                *(o as *const isize)
+            }
+        };
+        OFFSET.store(off.max(UNAVAILABLE), Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    pub fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: reads the thread pointer register; no memory is accessed.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags))
+        };
+        // SAFETY: reads the thread pointer register; no memory is accessed.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags))
+        };
+        tp
     }
 }
 

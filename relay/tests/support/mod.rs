@@ -452,27 +452,32 @@ impl ChildProc {
         }
     }
 
-    /// Waits for a line containing `prefix` and returns what follows it.
-    pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+    /// Waits for a line containing `prefix` and returns what follows it; `None` if the child
+    /// printed no such line within `timeout` (or exited without it).
+    pub fn try_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.output.push(line.clone());
-                    // libtest may have printed "test name ... " on the same line first.
-                    if let Some(at) = line.find(prefix) {
-                        return line[at + prefix.len()..].trim().to_string();
-                    }
-                }
-                Err(e) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "child: no line {prefix:?} within {timeout:?} ({e}); output so far:\n{}",
-                        self.output.join("\n")
-                    );
-                }
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.output.push(line.clone());
+            // libtest may have printed "test name ... " on the same line first.
+            if let Some(at) = line.find(prefix) {
+                return Some(line[at + prefix.len()..].trim().to_string());
+            }
+        }
+    }
+
+    /// Like [`ChildProc::try_line`], but kills the child and panics if the line does not come.
+    pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        match self.try_line(prefix, timeout) {
+            Some(rest) => rest,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "child: no line {prefix:?} within {timeout:?}; output so far:\n{}",
+                    self.output.join("\n")
+                );
             }
         }
     }
@@ -507,24 +512,6 @@ impl ChildProc {
                     "child did not exit within {timeout:?}; output:\n{}",
                     self.output.join("\n")
                 );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits up to `timeout`; returns `Some(success)` if it exited, `None` (after killing it) if
-    /// it did not.
-    pub fn wait_or_kill(mut self, timeout: Duration) -> Option<bool> {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status.success());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
