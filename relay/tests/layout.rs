@@ -1,11 +1,12 @@
 //! Hand-computed layouts for the relay documentation's examples, and `relay_open`'s parameter
 //! checks. Every expected byte below was worked out by hand from relay.rst / relay.c.
 
-use std::path::{Path, PathBuf};
+mod support;
 
 use relay::core::SubbufStart;
-use relay::user::{BufInfo, Channel, ChannelCallbacks, Error, RelayFile};
+use relay::user::{Channel, ChannelCallbacks, Error, Global, RelayFile};
 use relay::{Callbacks, Geometry, OpenError, Poll};
+use support::TempDir;
 
 /// relay.rst's "padding header" client: each sub-buffer starts with a u32 the client reserves;
 /// at each switch it stores the previous sub-buffer's padding there. `overwrite` picks the
@@ -25,28 +26,9 @@ impl Callbacks for PaddingHeader {
     }
 }
 
-impl ChannelCallbacks for PaddingHeader {
-    fn create_buf_file(
-        &self,
-        name: Option<&str>,
-        parent: Option<&Path>,
-        mode: u32,
-        _buf: &BufInfo,
-        is_global: &mut bool,
-    ) -> std::io::Result<Option<std::fs::File>> {
-        *is_global = true;
-        relay::user::default_create_buf_file(name, parent, mode)
-    }
-}
+impl ChannelCallbacks for PaddingHeader {}
 
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("relay-layout-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn image(chan: &Channel<PaddingHeader>) -> Vec<u8> {
+fn image(chan: &Channel<Global<PaddingHeader>>) -> Vec<u8> {
     let b = chan.buf(0).unwrap();
     // SAFETY: single-threaded test; the data region is `size()` bytes.
     unsafe { std::slice::from_raw_parts(b.data_ptr(), b.geometry().size()) }.to_vec()
@@ -54,14 +36,15 @@ fn image(chan: &Channel<PaddingHeader>) -> Vec<u8> {
 
 #[test]
 fn padding_header_no_overwrite() {
-    let dir = tempdir("nohdr");
+    let tmp = TempDir::new("padding_header_no_overwrite");
+    let dir = tmp.path();
     // 2 sub-buffers of 16 bytes, 4-byte header each: 12 payload bytes per sub-buffer.
     let chan = Channel::open(
         Some("cpu"),
-        Some(&dir),
+        Some(dir),
         16,
         2,
-        PaddingHeader { overwrite: false },
+        Global(PaddingHeader { overwrite: false }),
     )
     .unwrap();
     let mut f = RelayFile::open(dir.join("cpu0")).unwrap();
@@ -115,18 +98,18 @@ fn padding_header_no_overwrite() {
         &[5, 0, 0, 0, b'E', b'E'],
         "partial sub-buffer readable"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn padding_header_overwrite_lap() {
-    let dir = tempdir("ovw");
+    let tmp = TempDir::new("padding_header_overwrite_lap");
+    let dir = tmp.path();
     let chan = Channel::open(
         Some("cpu"),
-        Some(&dir),
+        Some(dir),
         8,
         2,
-        PaddingHeader { overwrite: true },
+        Global(PaddingHeader { overwrite: true }),
     )
     .unwrap();
     let mut f = chan.open_file(0).unwrap();
@@ -146,7 +129,6 @@ fn padding_header_overwrite_lap() {
     want.extend_from_slice(b"444");
     assert_eq!(&out[..n], &want[..]);
     assert_eq!(chan.buf(0).unwrap().stats().lapped_subbufs, 2);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -160,12 +142,13 @@ fn open_parameter_checks() {
     assert_eq!(Geometry::new(4096, 8).unwrap().alloc_size(4096), 32768);
     assert_eq!(Geometry::new(100, 3).unwrap().alloc_size(4096), 4096);
 
-    let dir = tempdir("params");
-    match Channel::open(Some("x"), Some(&dir), 0, 2, relay::NoOverwrite) {
+    let tmp = TempDir::new("open_parameter_checks");
+    let dir = tmp.path();
+    match Channel::open(Some("x"), Some(dir), 0, 2, relay::NoOverwrite) {
         Err(Error::Param(OpenError::ZeroSize)) => {}
         other => panic!("expected ZeroSize, got {:?}", other.err()),
     }
-    match Channel::open(Some("a/b"), Some(&dir), 64, 2, relay::NoOverwrite) {
+    match Channel::open(Some("a/b"), Some(dir), 64, 2, relay::NoOverwrite) {
         Err(Error::BadName(_)) => {}
         other => panic!("expected BadName, got {:?}", other.err()),
     }
@@ -179,7 +162,7 @@ fn open_parameter_checks() {
         }
     }
     impl ChannelCallbacks for BigHeader {}
-    match Channel::open(Some("h"), Some(&dir), 64, 2, BigHeader) {
+    match Channel::open(Some("h"), Some(dir), 64, 2, BigHeader) {
         Err(Error::Param(OpenError::HeaderTooLarge {
             len: 63,
             subbuf_size: 64,
@@ -187,14 +170,13 @@ fn open_parameter_checks() {
         other => panic!("expected HeaderTooLarge, got {:?}", other.err()),
     }
     // A failed open leaves no files behind.
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
     // An existing file is an error from create_buf_file, not a silent reuse.
     std::fs::write(dir.join("e0"), b"x").unwrap();
     assert!(matches!(
-        Channel::open(Some("e"), Some(&dir), 64, 2, relay::NoOverwrite),
+        Channel::open(Some("e"), Some(dir), 64, 2, relay::NoOverwrite),
         Err(Error::Io { .. })
     ));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

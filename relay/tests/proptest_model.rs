@@ -9,16 +9,17 @@
 //! channel (global buffer in a shared-memory file) read through a `RelayFile`.
 
 mod model;
+mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
 use model::Model;
 use proptest::prelude::*;
 use relay::core::{Buf, BufState, BufStats, NoWake, SliceSink, SubbufStart};
-use relay::user::{BufInfo, Channel, ChannelCallbacks, RelayFile};
+use relay::user::{Channel, ChannelCallbacks, Global, RelayFile};
 use relay::{Callbacks, Geometry, Poll};
+use support::TempDir;
 
 /// (slot, prev_slot, prev_padding, accepted) of one `subbuf_start` call.
 type StartArgs = (usize, Option<usize>, usize, bool);
@@ -63,27 +64,7 @@ impl Callbacks for TestCb {
     }
 }
 
-struct GlobalCb(TestCb);
-
-impl Callbacks for GlobalCb {
-    fn subbuf_start(&self, ctx: &mut SubbufStart<'_>) -> bool {
-        self.0.subbuf_start(ctx)
-    }
-}
-
-impl ChannelCallbacks for GlobalCb {
-    fn create_buf_file(
-        &self,
-        name: Option<&str>,
-        parent: Option<&Path>,
-        mode: u32,
-        _buf: &BufInfo,
-        is_global: &mut bool,
-    ) -> std::io::Result<Option<std::fs::File>> {
-        *is_global = true;
-        relay::user::default_create_buf_file(name, parent, mode)
-    }
-}
+impl ChannelCallbacks for TestCb {}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -195,38 +176,29 @@ impl Subject for CoreSubject {
 
 /// The user-space channel with one global buffer, read through a `RelayFile` opened by path.
 struct ChannelSubject {
-    chan: Channel<GlobalCb>,
+    chan: Channel<Global<TestCb>>,
     file: RelayFile,
-    dir: PathBuf,
+    _dir: TempDir,
 }
 
 impl ChannelSubject {
     fn new(s: usize, n: usize, h: usize, overwrite: bool) -> Self {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "relay-proptest-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("proptest");
         let chan = Channel::open(
             Some("buf"),
-            Some(&dir),
+            Some(dir.path()),
             s,
             n,
-            GlobalCb(TestCb::new(h, overwrite)),
+            Global(TestCb::new(h, overwrite)),
         )
         .unwrap();
         assert!(chan.is_global());
-        let file = RelayFile::open(dir.join("buf0")).unwrap();
-        ChannelSubject { chan, file, dir }
-    }
-}
-
-impl Drop for ChannelSubject {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let file = RelayFile::open(dir.path().join("buf0")).unwrap();
+        ChannelSubject {
+            chan,
+            file,
+            _dir: dir,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use relay::core::Buf;
-use relay::user::{default_create_buf_file, BufInfo, Channel, ChannelCallbacks, RelayFile};
+use relay::user::{Channel, ChannelCallbacks, Global, RelayFile};
 use relay::{Callbacks, NoOverwrite, Poll};
 use support::*;
 
@@ -268,19 +268,7 @@ impl Callbacks for MapCounter {
     }
 }
 
-impl ChannelCallbacks for MapCounter {
-    fn create_buf_file(
-        &self,
-        name: Option<&str>,
-        parent: Option<&std::path::Path>,
-        mode: u32,
-        _buf: &BufInfo,
-        is_global: &mut bool,
-    ) -> std::io::Result<Option<File>> {
-        *is_global = true;
-        default_create_buf_file(name, parent, mode)
-    }
-}
+impl ChannelCallbacks for MapCounter {}
 
 /// An in-process `mmap` fires `buf_mapped`, dropping the mapping fires `buf_unmapped`; a
 /// rejected length fires nothing; the shared `mapped` counter follows every mapping; the mapping
@@ -292,7 +280,7 @@ fn mmap_fires_buf_mapped_and_unmapped() {
     let page = relay::user::sys::page_size();
     let (size, n) = (page, 4);
     let cb = MapCounter::default();
-    let chan = Channel::open(Some("m"), Some(dir.path()), size, n, cb.clone()).unwrap();
+    let chan = Channel::open(Some("m"), Some(dir.path()), size, n, Global(cb.clone())).unwrap();
     let f = chan.open_file(0).unwrap();
     assert!(chan.write(&[7; 50]));
     assert_eq!(cb.counts(), (0, 0));

@@ -4,42 +4,14 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use relay::user::{BufInfo, Channel, ChannelCallbacks, RelayFile};
-use relay::{Callbacks, Poll};
+use relay::user::{Channel, Global, RelayFile};
+use relay::{NoOverwrite, Poll};
+use support::TempDir;
 
-/// No-overwrite mode with one global buffer, so every write lands in file `c0`.
-struct Global;
-impl Callbacks for Global {}
-impl ChannelCallbacks for Global {
-    fn create_buf_file(
-        &self,
-        name: Option<&str>,
-        parent: Option<&std::path::Path>,
-        mode: u32,
-        _buf: &BufInfo,
-        is_global: &mut bool,
-    ) -> std::io::Result<Option<std::fs::File>> {
-        *is_global = true;
-        relay::user::default_create_buf_file(name, parent, mode)
-    }
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "relay-robust-{tag}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod support;
 
 /// Offset of the control block in a buffer file: right after the 80-byte header, 64-aligned.
 const STATE_OFF: u64 = 128;
@@ -54,9 +26,10 @@ proptest! {
     /// buffer holds.
     #[test]
     fn corrupt_control_block(garbage in prop::collection::vec(any::<u8>(), 4096 - 128)) {
-        let dir = tempdir("ctl");
+        let tmp = TempDir::new("corrupt_control_block");
+        let dir = tmp.path();
         // 4 × 1024 bytes fill the data mapping exactly: an out-of-bounds copy faults.
-        let chan = Channel::open(Some("c"), Some(&dir), 1024, 4, Global).unwrap();
+        let chan = Channel::open(Some("c"), Some(dir), 1024, 4, Global(NoOverwrite)).unwrap();
         let path = dir.join("c0");
         chan.write(b"some bytes");
         let raw = OpenOptions::new().read(true).write(true).open(&path).unwrap();
@@ -73,13 +46,13 @@ proptest! {
             let _ = f.poll_now().unwrap();
         }
         prop_assert!(start.elapsed() < Duration::from_secs(5));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Random bytes as a whole file: opening it is an error or a valid buffer, never a panic.
     #[test]
     fn garbage_file(bytes in prop::collection::vec(any::<u8>(), 0..9000), keep_magic in any::<bool>()) {
-        let dir = tempdir("file");
+        let tmp = TempDir::new("garbage_file");
+        let dir = tmp.path();
         let path = dir.join("x0");
         let mut bytes = bytes;
         if keep_magic && bytes.len() >= 8 {
@@ -90,15 +63,15 @@ proptest! {
             let mut out = vec![0u8; 256];
             let _ = f.read(&mut out);
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
 /// A reader process that died holding the reader lock does not block the next reader.
 #[test]
 fn reader_lock_of_dead_process_is_taken_over() {
-    let dir = tempdir("dead");
-    let chan = Channel::open(Some("c"), Some(&dir), 64, 4, Global).unwrap();
+    let tmp = TempDir::new("reader_lock_of_dead_process");
+    let dir = tmp.path();
+    let chan = Channel::open(Some("c"), Some(dir), 64, 4, Global(NoOverwrite)).unwrap();
     let path = dir.join("c0");
     assert!(chan.write(b"after a crash"));
     // A pid that certainly existed and is gone now.
@@ -124,5 +97,4 @@ fn reader_lock_of_dead_process_is_taken_over() {
         .expect("reader blocked by a dead process's lock");
     assert_eq!(got, b"after a crash");
     assert_eq!(chan.buf(0).unwrap().poll(), Poll::Empty);
-    let _ = std::fs::remove_dir_all(&dir);
 }

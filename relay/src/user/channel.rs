@@ -71,6 +71,41 @@ pub trait ChannelCallbacks: Callbacks + Send + Sync + 'static {
 impl ChannelCallbacks for NoOverwrite {}
 impl ChannelCallbacks for Overwrite {}
 
+/// Makes a channel use one global buffer for all CPUs (relay's `is_global`), whatever callbacks
+/// it wraps: `Channel::open(.., Global(NoOverwrite))`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Global<C>(pub C);
+
+impl<C: Callbacks> Callbacks for Global<C> {
+    fn subbuf_start(&self, ctx: &mut SubbufStart<'_>) -> bool {
+        self.0.subbuf_start(ctx)
+    }
+    fn buf_mapped(&self, buf: &Buf) {
+        self.0.buf_mapped(buf)
+    }
+    fn buf_unmapped(&self, buf: &Buf) {
+        self.0.buf_unmapped(buf)
+    }
+}
+
+impl<C: ChannelCallbacks> ChannelCallbacks for Global<C> {
+    fn create_buf_file(
+        &self,
+        name: Option<&str>,
+        parent: Option<&Path>,
+        mode: u32,
+        buf: &BufInfo,
+        is_global: &mut bool,
+    ) -> io::Result<Option<File>> {
+        let f = self.0.create_buf_file(name, parent, mode, buf, is_global)?;
+        *is_global = true;
+        Ok(f)
+    }
+    fn remove_buf_file(&self, path: &Path) -> io::Result<()> {
+        self.0.remove_buf_file(path)
+    }
+}
+
 /// The default `create_buf_file`: a new file `parent/name` with `mode`, or `None` when there is
 /// no name. Fails if the file exists.
 pub fn default_create_buf_file(

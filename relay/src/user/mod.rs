@@ -15,7 +15,8 @@ pub mod sys;
 mod wlock;
 
 pub use channel::{
-    default_create_buf_file, BufInfo, Channel, ChannelCallbacks, CloseReport, Error, Reservation,
+    default_create_buf_file, BufInfo, Channel, ChannelCallbacks, CloseReport, Error, Global,
+    Reservation,
 };
 pub use file::{BufMapping, RelayFile};
 pub use recorder::{BufRecord, Recorder};

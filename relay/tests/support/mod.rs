@@ -306,7 +306,13 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(test: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("relay-it-{}-{test}", std::process::id()));
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "relay-it-{}-{test}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
@@ -334,28 +340,8 @@ impl Drop for TempDir {
 // Callbacks
 // ---------------------------------------------------------------------------------------------
 
-/// Makes the channel use one global buffer, with the given mode.
-pub struct Global<C>(pub C);
-
-impl<C: Callbacks> Callbacks for Global<C> {
-    fn subbuf_start(&self, ctx: &mut SubbufStart<'_>) -> bool {
-        self.0.subbuf_start(ctx)
-    }
-}
-
-impl<C: Callbacks + Send + Sync + 'static> ChannelCallbacks for Global<C> {
-    fn create_buf_file(
-        &self,
-        name: Option<&str>,
-        parent: Option<&Path>,
-        mode: u32,
-        _buf: &BufInfo,
-        is_global: &mut bool,
-    ) -> std::io::Result<Option<std::fs::File>> {
-        *is_global = true;
-        default_create_buf_file(name, parent, mode)
-    }
-}
+#[allow(unused_imports)]
+pub use relay::user::Global;
 
 /// Size of the padding header of [`PaddingHeader`].
 pub const PAD_HDR: usize = 4;
