@@ -191,3 +191,42 @@ fn toobig_reported_at_close() {
         "relay: one or more items not logged [item size (33) > sub-buffer size (32)]"
     );
 }
+
+#[test]
+fn write_with_max_switches_on_max_publishes_used() {
+    let chan = Channel::open(None, None, 16, 2, Global(relay::NoOverwrite)).unwrap();
+    let mut f = chan.open_file(0).unwrap();
+    // Room for 10 is found at offset 0; only 3 bytes are used and published.
+    assert!(chan.write_with_max(10, |s| {
+        s[..3].copy_from_slice(b"abc");
+        3
+    }));
+    assert_eq!(chan.buf(0).unwrap().stats().offset, 3);
+    // 3 + 14 > 16: the switch happens on `max`, although the 2 bytes used would have fit.
+    assert!(chan.write_with_max(14, |s| {
+        s[..2].copy_from_slice(b"de");
+        2
+    }));
+    let b = chan.buf(0).unwrap();
+    assert_eq!(b.padding_of(0), Some(13));
+    assert_eq!((b.stats().subbufs_produced, b.stats().offset), (1, 2));
+    // A fill that claims more than `max` is clamped to `max`.
+    // SAFETY: this test is the only writer of the channel.
+    assert!(unsafe {
+        chan.write_with_max_unlocked(0, 4, |s| {
+            s[..4].copy_from_slice(b"fghi");
+            99
+        })
+    });
+    assert_eq!(b.stats().offset, 6);
+    let mut out = [0u8; 32];
+    let n = f.read(&mut out).unwrap();
+    assert_eq!(&out[..n], b"abcdefghi");
+    // SAFETY: as above.
+    unsafe { chan.flush_unlocked(0) };
+    assert_eq!(b.stats().subbufs_produced, 2);
+    assert!(
+        !unsafe { chan.write_with_max_unlocked(7, 1, |_| 1) },
+        "no buffer 7"
+    );
+}

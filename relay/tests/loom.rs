@@ -331,21 +331,27 @@ fn check_messages(got: &[u8], written: u8) -> Vec<u8> {
 // 1. Seqlock snapshot (no-overwrite, sub-buffer switches)
 // ---------------------------------------------------------------------------------------------
 
-/// Writer: three 3-byte messages into 2 sub-buffers of 4 bytes (every message after the first
-/// switches sub-buffers; the third one is refused unless the reader consumed in time), then a
-/// flush. Reader: one `read` concurrently. Main: a final `read` after both joined. The reader
-/// must never pair one sub-buffer's `produced` with another one's `offset`: such a pair reads a
-/// message twice, skips one, or reads unwritten (zero) bytes.
-fn seqlock_model(reader_reads: usize, shadow: bool) {
+/// Experimental parametrisation.
+fn seqlock_model(pre: u8, msgs: u8, flush: bool, reader_reads: usize, shadow: bool) {
     let env = NoWake(&NoOverwrite);
     let fx = Fixture::new(4, 2, &env);
+    let mut accepted = Vec::new();
+    for v in 1..=pre {
+        let ok = if shadow {
+            fx.write_shadow(&env, v)
+        } else {
+            fx.write_plain(&env, v)
+        };
+        assert!(ok);
+        accepted.push(v);
+    }
 
     let writer = {
         let fx = fx.clone();
         thread::spawn(move || {
             let env = NoWake(&NoOverwrite);
             let mut accepted = Vec::new();
-            for v in 1..=3u8 {
+            for v in pre + 1..=pre + msgs {
                 let ok = if shadow {
                     fx.write_shadow(&env, v)
                 } else {
@@ -355,7 +361,9 @@ fn seqlock_model(reader_reads: usize, shadow: bool) {
                     accepted.push(v);
                 }
             }
-            fx.flush(&env);
+            if flush {
+                fx.flush(&env);
+            }
             accepted
         })
     };
@@ -373,7 +381,7 @@ fn seqlock_model(reader_reads: usize, shadow: bool) {
             got
         })
     };
-    let accepted = writer.join().unwrap();
+    accepted.extend(writer.join().unwrap());
     let mut got = reader.join().unwrap();
     got.extend(if shadow {
         fx.read_shadow(64)
@@ -382,27 +390,29 @@ fn seqlock_model(reader_reads: usize, shadow: bool) {
     });
     check_exact(&got, &accepted);
 
+    let total = usize::from(pre + msgs);
     let stats = fx.buf.stats();
-    assert_eq!(stats.dropped_msgs, 3 - accepted.len());
-    assert_eq!(stats.dropped_bytes, (3 - accepted.len()) * MSG);
+    assert_eq!(stats.dropped_msgs, total - accepted.len());
     assert_eq!(stats.lapped_subbufs, 0, "no laps in no-overwrite mode");
     assert_eq!(stats.torn_reads, 0, "no torn copies in no-overwrite mode");
     assert_eq!(fx.buf.readable_bytes(), 0);
 }
 
-#[test]
-fn seqlock_snapshot_no_overwrite() {
-    model(3, || seqlock_model(1, false));
+fn env_num(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 #[test]
-fn seqlock_snapshot_no_overwrite_two_reads() {
-    model(2, || seqlock_model(2, false));
-}
-
-#[test]
-fn seqlock_snapshot_no_overwrite_shadow() {
-    model(2, || seqlock_model(1, true));
+fn exp_seqlock() {
+    let pre = env_num("PRE", 0) as u8;
+    let msgs = env_num("MSGS", 3) as u8;
+    let flush = env_num("FLUSH", 1) == 1;
+    let reads = env_num("READS", 1);
+    let shadow = env_num("SHADOW", 0) == 1;
+    model(2, move || seqlock_model(pre, msgs, flush, reads, shadow));
 }
 
 // ---------------------------------------------------------------------------------------------

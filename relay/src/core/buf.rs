@@ -482,6 +482,31 @@ impl Buf {
         true
     }
 
+    /// Like [`Buf::write_with`] for messages whose exact length is known only while encoding:
+    /// room for `max` bytes is found (switching if needed), `fill` encodes into it and returns
+    /// how many bytes it used, and only those are published. A return value above `max` is
+    /// clamped to `max`.
+    ///
+    /// # Safety
+    ///
+    /// The caller has writer exclusivity for the whole call.
+    #[inline]
+    pub unsafe fn write_with_max<E: Env + ?Sized, F: FnOnce(&mut [u8]) -> usize>(
+        &self,
+        env: &E,
+        max: usize,
+        fill: F,
+    ) -> bool {
+        let Some(pos) = self.place(env, max) else {
+            return false;
+        };
+        // SAFETY: as in `write_with`.
+        let slot = unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr().add(pos), max) };
+        let used = fill(slot).min(max);
+        self.commit(used);
+        true
+    }
+
     /// relay's `relay_reserve`: returns a `len`-byte slot and publishes it immediately (readers
     /// may see it before the client fills it, as in relay).
     ///

@@ -476,8 +476,8 @@ impl<C: ChannelCallbacks> Channel<C> {
     fn write_nested(
         &self,
         held: *const AtomicUsize,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> bool {
         let mut fill = Some(fill);
         let own = self
@@ -488,13 +488,8 @@ impl<C: ChannelCallbacks> Channel<C> {
         if let Some(i) = own {
             // SAFETY: `acquire` verified that this thread holds buffer `i`'s lock and that we run
             // nested inside that hold.
-            let queued = unsafe {
-                self.inner.nested[i].push(len, |d| {
-                    if let Some(f) = fill.take() {
-                        f(d)
-                    }
-                })
-            };
+            let queued =
+                unsafe { self.inner.nested[i].push(max, |d| fill.take().map_or(0, |f| f(d))) };
             if queued {
                 return true;
             }
@@ -506,7 +501,7 @@ impl<C: ChannelCallbacks> Channel<C> {
             if let Some(g) = try_acquire(b.state().writer_lock()) {
                 let Some(f) = fill.take() else { break };
                 // SAFETY: the writer lock of buffer `j` is held until `unlock`.
-                let ok = unsafe { b.write_with(&*self.inner, len, f) };
+                let ok = unsafe { b.write_with_max(&*self.inner, max, f) };
                 self.unlock(j, g);
                 return ok;
             }
@@ -514,7 +509,7 @@ impl<C: ChannelCallbacks> Channel<C> {
         self.inner.bufs[own.unwrap_or(start)]
             .buf()
             .state()
-            .count_dropped(len);
+            .count_dropped(max);
         false
     }
 
@@ -546,6 +541,17 @@ impl<C: ChannelCallbacks> Channel<C> {
     /// `fill`) if the message was dropped. Signal-safe like [`Channel::write`].
     #[inline]
     pub fn write_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
+        self.write_with_max(len, |slot| {
+            fill(slot);
+            len
+        })
+    }
+
+    /// Writes a message of at most `max` bytes in place: `fill` encodes into the slot and returns
+    /// the length it used; only that much is published. For encoders whose exact length depends
+    /// on values read while encoding (a timestamp taken under the buffer's exclusivity).
+    #[inline]
+    pub fn write_with_max(&self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
         let i = self.current_index();
         let b = self.inner.bufs[i].buf();
         match acquire(b.state().writer_lock()) {
@@ -556,11 +562,46 @@ impl<C: ChannelCallbacks> Channel<C> {
                     self.drain_nested(i);
                 }
                 // SAFETY: the writer lock is held until `unlock`.
-                let ok = unsafe { b.write_with(&*self.inner, len, fill) };
+                let ok = unsafe { b.write_with_max(&*self.inner, max, fill) };
                 self.unlock(i, g);
                 ok
             }
-            Acquired::Nested(held) => self.write_nested(held, len, fill),
+            Acquired::Nested(held) => self.write_nested(held, max, fill),
+        }
+    }
+
+    /// [`Channel::write_with_max`] on buffer `index` without taking its writer lock, for a
+    /// client that serialises writers itself (klog's per-CPU emit slots). Returns `false` if
+    /// the message was dropped or `index` has no buffer.
+    ///
+    /// # Safety
+    ///
+    /// For the whole call the caller guarantees that no other context writes, flushes or resets
+    /// buffer `index` — through this method or any other — and that it is not itself
+    /// interrupting such a context.
+    #[inline]
+    pub unsafe fn write_with_max_unlocked(
+        &self,
+        index: usize,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> bool {
+        match self.inner.bufs.get(index) {
+            // SAFETY: exclusivity is the caller's contract.
+            Some(m) => unsafe { m.buf().write_with_max(&*self.inner, max, fill) },
+            None => false,
+        }
+    }
+
+    /// relay's flush of buffer `index` without taking its writer lock.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Channel::write_with_max_unlocked`].
+    pub unsafe fn flush_unlocked(&self, index: usize) {
+        if let Some(m) = self.inner.bufs.get(index) {
+            // SAFETY: exclusivity is the caller's contract.
+            unsafe { m.buf().flush(&*self.inner) };
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Bytes a buffer can queue for nested writers (each message costs 4 extra bytes).
 pub const NESTED_CAP: usize = 4096;
 
-/// Per-buffer queue of nested messages: `[u32 length][bytes]` records.
+/// Per-buffer queue of nested messages: `[u32 used][u32 reserved][bytes; reserved]` records.
 ///
 /// # Invariants
 ///
@@ -48,17 +48,17 @@ impl NestedQueue {
         self.len.load(Ordering::Acquire) == 0
     }
 
-    /// Appends a `len`-byte message filled by `fill`. Returns `false` (without calling `fill`)
-    /// if the queue has no room.
+    /// Appends one message of at most `max` bytes, encoded by `fill`, which returns the length
+    /// it used. Returns `false` (without calling `fill`) if the queue has no room.
     ///
     /// # Safety
     ///
     /// The caller runs nested inside the thread that holds this buffer's writer lock.
-    pub unsafe fn push(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        let Ok(len32) = u32::try_from(len) else {
+    pub unsafe fn push(&self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        let Ok(max32) = u32::try_from(max) else {
             return false;
         };
-        let need = 4 + len;
+        let need = 8 + max;
         let mut at = self.len.load(Ordering::Relaxed);
         loop {
             if need > NESTED_CAP - at {
@@ -76,8 +76,9 @@ impl NestedQueue {
         // the module docs); nothing reads it before this context returns.
         let rec =
             unsafe { std::slice::from_raw_parts_mut(self.data.get().cast::<u8>().add(at), need) };
-        rec[..4].copy_from_slice(&len32.to_ne_bytes());
-        fill(&mut rec[4..]);
+        let used = fill(&mut rec[8..]).min(max) as u32;
+        rec[..4].copy_from_slice(&used.to_ne_bytes());
+        rec[4..8].copy_from_slice(&max32.to_ne_bytes());
         true
     }
 
@@ -95,14 +96,18 @@ impl NestedQueue {
                 // SAFETY: records below `end` are complete (type invariant) and not modified
                 // until `len` is reset below; the slices cover only these records, never the
                 // range a nested push may be writing (at or above `end`).
-                let rec = unsafe {
-                    let mut n = [0u8; 4];
-                    std::ptr::copy_nonoverlapping(base.add(pos), n.as_mut_ptr(), 4);
-                    let n = u32::from_ne_bytes(n) as usize;
-                    std::slice::from_raw_parts(base.add(pos + 4), n)
+                let (rec, reserved) = unsafe {
+                    let mut w = [0u8; 8];
+                    std::ptr::copy_nonoverlapping(base.add(pos), w.as_mut_ptr(), 8);
+                    let used = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as usize;
+                    let reserved = u32::from_ne_bytes([w[4], w[5], w[6], w[7]]) as usize;
+                    (
+                        std::slice::from_raw_parts(base.add(pos + 8), used),
+                        reserved,
+                    )
                 };
                 sink(rec);
-                pos += 4 + rec.len();
+                pos += 8 + reserved;
             }
             if self
                 .len
