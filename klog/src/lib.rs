@@ -1,2 +1,226 @@
-//! klog tracing facade: lands with the klog issue.
-#![no_std]
+//! `klog!`: binary tracing with interned format strings, into relay channels.
+//!
+//! ```ignore
+//! klog!("rx queue {} stalled after {} us, flags={:#x}", q, us, flags);
+//! klog!(Level::Warn, "bad checksum {:08x} in {}", sum, name);
+//! klog_warn!("same as above, shorter: {}", x);
+//! klog_raw!(bytes);
+//! ```
+//!
+//! Statements may be written anywhere, unconditionally. With no handler registered (or the
+//! statement disabled by level or rule) a statement costs one relaxed load and a not-taken
+//! branch; the `off` feature (or `max_level_*`) removes statements from the binary entirely.
+//! With a handler registered, an event is encoded straight into the current CPU's relay
+//! sub-buffer: callsite id, timestamp delta, arguments in postcard's wire format. The format
+//! string, level, module, file and line are written once per callsite to the trace's metadata
+//! stream. Wire format: `docs/FORMAT.md`.
+//!
+//! User space: open a [`RelayHandler`] on a directory, [`register`] it, run, [`unregister`],
+//! [`RelayHandler::finish`]; decode the directory with `klog-decode`.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod arg;
+pub mod callsite;
+#[cfg(feature = "std")]
+pub mod clock;
+#[cfg(feature = "std")]
+mod dispatch;
+pub mod fmtspec;
+#[cfg(feature = "std")]
+mod relay_handler;
+pub mod wire;
+
+pub use arg::{Arg, ArgType};
+pub use callsite::{for_each_callsite, max_level, set_max_level, set_rules, Callsite, Meta};
+#[cfg(feature = "std")]
+pub use dispatch::{flush, is_registered, register, unregister, Handler, RegisterError};
+#[cfg(feature = "std")]
+pub use relay_handler::{HandlerStats, OpenError, RelayConfig, RelayHandler};
+
+/// Severity of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Level {
+    /// Errors.
+    Error = 1,
+    /// Warnings.
+    Warn = 2,
+    /// Information (the default of `klog!`).
+    Info = 3,
+    /// Debugging.
+    Debug = 4,
+    /// Tracing.
+    Trace = 5,
+}
+
+impl Level {
+    /// The level for its wire value.
+    pub fn from_u8(v: u8) -> Option<Level> {
+        Some(match v {
+            1 => Level::Error,
+            2 => Level::Warn,
+            3 => Level::Info,
+            4 => Level::Debug,
+            5 => Level::Trace,
+            _ => return None,
+        })
+    }
+
+    /// Upper-case name, e.g. `"WARN"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        }
+    }
+}
+
+/// The most verbose level compiled in (`max_level_*` features; the most restrictive wins).
+/// `None`: everything is compiled out.
+pub const STATIC_MAX_LEVEL: Option<Level> = if cfg!(any(feature = "off", feature = "max_level_off"))
+{
+    None
+} else if cfg!(feature = "max_level_error") {
+    Some(Level::Error)
+} else if cfg!(feature = "max_level_warn") {
+    Some(Level::Warn)
+} else if cfg!(feature = "max_level_info") {
+    Some(Level::Info)
+} else if cfg!(feature = "max_level_debug") {
+    Some(Level::Debug)
+} else {
+    Some(Level::Trace)
+};
+
+/// Implementation details used by the macros; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::callsite::{Callsite, Kind, Meta};
+    pub use klog_macros::klog_callsite;
+
+    /// Whether statements of `level` are compiled in (constant-folded).
+    #[inline(always)]
+    pub const fn level_compiled(level: crate::Level) -> bool {
+        match crate::STATIC_MAX_LEVEL {
+            Some(max) => level as u8 <= max as u8,
+            None => false,
+        }
+    }
+
+    /// The one-load check of every statement.
+    #[inline(always)]
+    pub fn enabled(cs: &'static Callsite) -> bool {
+        cs.wants_slow_path()
+    }
+
+    /// Records an event (after `enabled`).
+    #[inline]
+    pub fn emit<A: crate::arg::Args>(cs: &'static Callsite, args: A) {
+        #[cfg(feature = "std")]
+        crate::dispatch::emit(cs, args);
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = (cs.check(), args);
+        }
+    }
+
+    /// Records a raw record (after `enabled`).
+    #[inline]
+    pub fn emit_raw(cs: &'static Callsite, bytes: &[u8]) {
+        #[cfg(feature = "std")]
+        crate::dispatch::emit_raw(cs, bytes);
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = (cs.check(), bytes);
+        }
+    }
+}
+
+/// Records an event: `klog!("fmt {} {:x}", a, b)` or `klog!(Level::Warn, "fmt", ...)`.
+#[cfg(not(feature = "off"))]
+#[macro_export]
+macro_rules! klog {
+    (Level::$lvl:ident, $fmt:literal $(, $arg:expr)* $(,)?) => {
+        if $crate::__private::level_compiled($crate::Level::$lvl) {
+            $crate::__private::klog_callsite!($crate, $lvl, fmt, $fmt $(, ($arg))*)
+        }
+    };
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {
+        if $crate::__private::level_compiled($crate::Level::Info) {
+            $crate::__private::klog_callsite!($crate, Info, fmt, $fmt $(, ($arg))*)
+        }
+    };
+}
+
+/// Records an event (compiled out by the `off` feature: arguments are type-checked only).
+#[cfg(feature = "off")]
+#[macro_export]
+macro_rules! klog {
+    (Level::$lvl:ident, $fmt:literal $(, $arg:expr)* $(,)?) => {
+        if false {
+            let _ = ::core::format_args!($fmt $(, $arg)*);
+        }
+    };
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {
+        if false {
+            let _ = ::core::format_args!($fmt $(, $arg)*);
+        }
+    };
+}
+
+/// Records raw bytes (anything `AsRef<[u8]>`): `klog_raw!(bytes)`.
+#[cfg(not(feature = "off"))]
+#[macro_export]
+macro_rules! klog_raw {
+    ($bytes:expr $(,)?) => {
+        if $crate::__private::level_compiled($crate::Level::Info) {
+            $crate::__private::klog_callsite!($crate, Info, raw, "", ($bytes))
+        }
+    };
+}
+
+/// Records raw bytes (compiled out by the `off` feature).
+#[cfg(feature = "off")]
+#[macro_export]
+macro_rules! klog_raw {
+    ($bytes:expr $(,)?) => {
+        if false {
+            let _ = &$bytes;
+        }
+    };
+}
+
+/// `klog!(Level::Error, ...)`.
+#[macro_export]
+macro_rules! klog_error {
+    ($($t:tt)*) => { $crate::klog!(Level::Error, $($t)*) };
+}
+
+/// `klog!(Level::Warn, ...)`.
+#[macro_export]
+macro_rules! klog_warn {
+    ($($t:tt)*) => { $crate::klog!(Level::Warn, $($t)*) };
+}
+
+/// `klog!(Level::Info, ...)`.
+#[macro_export]
+macro_rules! klog_info {
+    ($($t:tt)*) => { $crate::klog!(Level::Info, $($t)*) };
+}
+
+/// `klog!(Level::Debug, ...)`.
+#[macro_export]
+macro_rules! klog_debug {
+    ($($t:tt)*) => { $crate::klog!(Level::Debug, $($t)*) };
+}
+
+/// `klog!(Level::Trace, ...)`.
+#[macro_export]
+macro_rules! klog_trace {
+    ($($t:tt)*) => { $crate::klog!(Level::Trace, $($t)*) };
+}

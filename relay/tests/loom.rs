@@ -38,8 +38,8 @@ use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 
 use relay::core::{
-    wait, Buf, BufState, Callbacks, Env, NoOverwrite, NoWake, Overwrite, ReadSink, SliceSink,
-    SubbufStart,
+    wait, Buf, BufState, BufStats, Callbacks, Env, NoOverwrite, NoWake, Overwrite, ReadSink,
+    SliceSink, SubbufStart,
 };
 use relay::{Geometry, Poll};
 
@@ -328,74 +328,151 @@ fn check_messages(got: &[u8], written: u8) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. Seqlock snapshot (no-overwrite, sub-buffer switches)
+// Writer vs reader scenarios
 // ---------------------------------------------------------------------------------------------
 
-/// Experimental parametrisation.
-fn seqlock_model(pre: u8, msgs: u8, flush: bool, reader_reads: usize, shadow: bool) {
-    let env = NoWake(&NoOverwrite);
-    let fx = Fixture::new(4, 2, &env);
-    let mut accepted = Vec::new();
-    for v in 1..=pre {
-        let ok = if shadow {
+/// One writer thread against one reader thread on a buffer of `n_subbufs` sub-buffers of 4 bytes
+/// (so every message after the first one in a sub-buffer switches sub-buffers).
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    n_subbufs: usize,
+    /// `Overwrite` callbacks instead of the default no-overwrite `subbuf_start`.
+    overwrite: bool,
+    /// Messages `1..=pre` are written by the main thread before the other threads start
+    /// (keeps the models small: only what follows runs concurrently).
+    pre: u8,
+    /// Messages `pre + 1..=pre + msgs` are written by the writer thread.
+    msgs: u8,
+    /// The writer thread flushes after its messages.
+    flush: bool,
+    /// Sink capacities of the reader thread's successive `read` calls.
+    reads: &'static [usize],
+    /// Write through the loom-tracked shadow and read with a [`ShadowSink`] (otherwise
+    /// [`Buf::write`] and a [`SliceSink`]).
+    shadow: bool,
+}
+
+fn callbacks(overwrite: bool) -> NoWake<'static, dyn Callbacks> {
+    if overwrite {
+        NoWake(&Overwrite)
+    } else {
+        NoWake(&NoOverwrite)
+    }
+}
+
+impl Scenario {
+    fn total(&self) -> u8 {
+        self.pre + self.msgs
+    }
+
+    fn write(&self, fx: &Fixture, v: u8) -> bool {
+        let env = callbacks(self.overwrite);
+        if self.shadow {
             fx.write_shadow(&env, v)
         } else {
             fx.write_plain(&env, v)
-        };
-        assert!(ok);
-        accepted.push(v);
+        }
     }
 
-    let writer = {
-        let fx = fx.clone();
-        thread::spawn(move || {
-            let env = NoWake(&NoOverwrite);
-            let mut accepted = Vec::new();
-            for v in pre + 1..=pre + msgs {
-                let ok = if shadow {
-                    fx.write_shadow(&env, v)
-                } else {
-                    fx.write_plain(&env, v)
-                };
-                if ok {
-                    accepted.push(v);
-                }
-            }
-            if flush {
-                fx.flush(&env);
-            }
-            accepted
-        })
-    };
-    let reader = {
-        let fx = fx.clone();
-        thread::spawn(move || {
-            let mut got = Vec::new();
-            for _ in 0..reader_reads {
-                got.extend(if shadow {
-                    fx.read_shadow(64)
-                } else {
-                    fx.read_plain(64)
-                });
-            }
-            got
-        })
-    };
-    accepted.extend(writer.join().unwrap());
-    let mut got = reader.join().unwrap();
-    got.extend(if shadow {
-        fx.read_shadow(64)
-    } else {
-        fx.read_plain(64)
-    });
-    check_exact(&got, &accepted);
+    fn read(&self, fx: &Fixture, cap: usize) -> Vec<u8> {
+        if self.shadow {
+            fx.read_shadow(cap)
+        } else {
+            fx.read_plain(cap)
+        }
+    }
 
-    let total = usize::from(pre + msgs);
-    let stats = fx.buf.stats();
-    assert_eq!(stats.dropped_msgs, total - accepted.len());
-    assert_eq!(stats.lapped_subbufs, 0, "no laps in no-overwrite mode");
-    assert_eq!(stats.torn_reads, 0, "no torn copies in no-overwrite mode");
-    assert_eq!(fx.buf.readable_bytes(), 0);
+    /// Runs the scenario in one loom execution and checks the result.
+    fn run(self) {
+        let fx = Fixture::new(4, self.n_subbufs, &callbacks(self.overwrite));
+        let mut accepted = Vec::new();
+        for v in 1..=self.pre {
+            if self.write(&fx, v) {
+                accepted.push(v);
+            }
+        }
+
+        let writer = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let mut accepted = Vec::new();
+                for v in self.pre + 1..=self.total() {
+                    if self.write(&fx, v) {
+                        accepted.push(v);
+                    }
+                }
+                if self.flush {
+                    fx.flush(&callbacks(self.overwrite));
+                }
+                accepted
+            })
+        };
+        let reader = {
+            let fx = fx.clone();
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                for &cap in self.reads {
+                    got.extend(self.read(&fx, cap));
+                }
+                got
+            })
+        };
+        accepted.extend(writer.join().unwrap());
+        let mut got = reader.join().unwrap();
+        // Both threads joined: the main thread is now the (only) reader.
+        got.extend(self.read(&fx, 64));
+        assert_eq!(fx.buf.readable_bytes(), 0, "{self:?}");
+
+        let stats = fx.buf.stats();
+        let total = usize::from(self.total());
+        if self.overwrite {
+            assert_eq!(accepted.len(), total, "overwrite mode never drops");
+            self.check_overwrite(&got, &stats);
+        } else {
+            // Exactly the accepted messages, in order: no duplicate, no skip, no torn message.
+            assert_eq!(
+                got,
+                stream(&accepted),
+                "reader output != accepted messages {accepted:?} in {self:?}"
+            );
+            assert_eq!(stats.dropped_msgs, total - accepted.len());
+            assert_eq!(stats.dropped_bytes, (total - accepted.len()) * MSG);
+            assert_eq!(stats.lapped_subbufs, 0, "lap in no-overwrite mode");
+            assert_eq!(stats.torn_reads, 0, "torn copy in no-overwrite mode");
+        }
+    }
+
+    /// Overwrite mode: whatever was returned is whole, untorn, written, in order; the newest
+    /// message survives; unread messages are accounted for as lapped sub-buffers.
+    fn check_overwrite(&self, got: &[u8], stats: &BufStats) {
+        let total = self.total();
+        let vals = check_messages(got, total);
+        assert_eq!(vals.last(), Some(&total), "newest message lost: {vals:?}");
+        // Message k lives in sub-buffer k - 1: one switch per message after the first, plus the
+        // flush.
+        let produced = usize::from(total) - 1 + usize::from(self.flush);
+        assert_eq!(stats.subbufs_produced, produced);
+        assert_eq!(stats.subbufs_consumed, produced);
+        assert_eq!(stats.dropped_msgs, 0);
+        let unread = usize::from(total) - vals.len();
+        assert!(
+            stats.lapped_subbufs >= unread,
+            "{unread} messages unread but only {} sub-buffers lapped ({vals:?})",
+            stats.lapped_subbufs
+        );
+        assert!(
+            stats.lapped_subbufs < usize::from(total),
+            "lapped {} sub-buffers of {total} messages although the newest was read",
+            stats.lapped_subbufs
+        );
+        // A discarded copy means the writer was a whole ring ahead: a lap follows.
+        assert!(
+            stats.torn_reads <= stats.lapped_subbufs,
+            "torn_reads {} > lapped_subbufs {}",
+            stats.torn_reads,
+            stats.lapped_subbufs
+        );
+    }
 }
 
 fn env_num(k: &str, d: usize) -> usize {
@@ -406,148 +483,23 @@ fn env_num(k: &str, d: usize) -> usize {
 }
 
 #[test]
-fn exp_seqlock() {
-    let pre = env_num("PRE", 0) as u8;
-    let msgs = env_num("MSGS", 3) as u8;
-    let flush = env_num("FLUSH", 1) == 1;
-    let reads = env_num("READS", 1);
-    let shadow = env_num("SHADOW", 0) == 1;
-    model(2, move || seqlock_model(pre, msgs, flush, reads, shadow));
-}
-
-// ---------------------------------------------------------------------------------------------
-// 2. Overwrite mode: laps and torn copies
-// ---------------------------------------------------------------------------------------------
-
-/// Writer: `msgs` messages in overwrite mode into 2 sub-buffers of 4 bytes (message `k` is
-/// sub-buffer `k - 1`, so message 3 reuses the slot of message 1, ...), then a flush. Reader:
-/// `reader_reads` concurrent reads through the shadow, so the writer can overwrite a slot in the
-/// middle of a copy. Whatever is returned must be untorn, written, in order; the newest message
-/// must survive to the final read; unread messages are accounted for as lapped sub-buffers.
-fn overwrite_model(msgs: u8, reader_reads: usize) {
-    let env = NoWake(&Overwrite);
-    let fx = Fixture::new(4, 2, &env);
-
-    let writer = {
-        let fx = fx.clone();
-        thread::spawn(move || {
-            let env = NoWake(&Overwrite);
-            for v in 1..=msgs {
-                assert!(fx.write_shadow(&env, v), "overwrite mode never drops");
-            }
-            fx.flush(&env);
-        })
+fn exp_scenario() {
+    let reads: &'static [usize] = match env_num("READS", 1) {
+        1 => &[64],
+        2 => &[64, 64],
+        3 => &[2, 64],
+        _ => &[],
     };
-    let reader = {
-        let fx = fx.clone();
-        thread::spawn(move || {
-            let mut got = Vec::new();
-            for _ in 0..reader_reads {
-                got.extend(fx.read_shadow(64));
-            }
-            got
-        })
+    let sc = Scenario {
+        n_subbufs: env_num("N", 2),
+        overwrite: env_num("OW", 0) == 1,
+        pre: env_num("PRE", 0) as u8,
+        msgs: env_num("MSGS", 3) as u8,
+        flush: env_num("FLUSH", 1) == 1,
+        reads,
+        shadow: env_num("SHADOW", 0) == 1,
     };
-    writer.join().unwrap();
-    let mut got = reader.join().unwrap();
-    got.extend(fx.read_shadow(64));
-    let vals = check_messages(&got, msgs);
-
-    assert_eq!(
-        vals.last(),
-        Some(&msgs),
-        "the newest message must survive: {vals:?}"
-    );
-    let stats = fx.buf.stats();
-    assert_eq!(stats.subbufs_produced, usize::from(msgs));
-    assert_eq!(stats.subbufs_consumed, usize::from(msgs));
-    assert_eq!(stats.dropped_msgs, 0);
-    let unread = usize::from(msgs) - vals.len();
-    assert!(
-        stats.lapped_subbufs >= unread,
-        "{unread} messages unread but only {} sub-buffers lapped ({vals:?})",
-        stats.lapped_subbufs
-    );
-    assert!(
-        stats.lapped_subbufs <= usize::from(msgs) - 1,
-        "lapped {} of {msgs} sub-buffers although the newest was read",
-        stats.lapped_subbufs
-    );
-    // Every discarded copy is followed by a lap (the writer was a full ring ahead).
-    assert!(
-        stats.torn_reads <= stats.lapped_subbufs,
-        "torn_reads {} > lapped_subbufs {}",
-        stats.torn_reads,
-        stats.lapped_subbufs
-    );
-    assert_eq!(fx.buf.readable_bytes(), 0);
-}
-
-#[test]
-fn overwrite_no_torn_message() {
-    model(2, || overwrite_model(4, 1));
-}
-
-#[test]
-fn overwrite_no_torn_message_two_reads() {
-    model(2, || overwrite_model(3, 2));
-}
-
-// ---------------------------------------------------------------------------------------------
-// 3. Consumption vs buf_full (no-overwrite slot reuse)
-// ---------------------------------------------------------------------------------------------
-
-/// No-overwrite mode with `n_subbufs` sub-buffers: the writer may reuse a slot only after the
-/// reader's `Release` store of `subbufs_consumed`, i.e. after its copy. The reader copies through
-/// the shadow (a scheduling point per byte) and first with a 2-byte sink, so it also stops in
-/// the middle of a complete sub-buffer (`bytes_consumed`). Any reuse of a slot still being copied
-/// shows up as a torn or changed message.
-fn consume_model(n_subbufs: usize, msgs: u8) {
-    let env = NoWake(&NoOverwrite);
-    let fx = Fixture::new(4, n_subbufs, &env);
-
-    let writer = {
-        let fx = fx.clone();
-        thread::spawn(move || {
-            let env = NoWake(&NoOverwrite);
-            let mut accepted = Vec::new();
-            for v in 1..=msgs {
-                if fx.write_shadow(&env, v) {
-                    accepted.push(v);
-                }
-            }
-            fx.flush(&env);
-            accepted
-        })
-    };
-    let reader = {
-        let fx = fx.clone();
-        thread::spawn(move || {
-            let mut got = fx.read_shadow(2);
-            got.extend(fx.read_shadow(64));
-            got
-        })
-    };
-    let accepted = writer.join().unwrap();
-    let mut got = reader.join().unwrap();
-    got.extend(fx.read_shadow(64));
-    check_exact(&got, &accepted);
-    let stats = fx.buf.stats();
-    assert_eq!(stats.dropped_msgs, usize::from(msgs) - accepted.len());
-    assert_eq!(stats.lapped_subbufs, 0);
-    assert_eq!(stats.torn_reads, 0);
-}
-
-#[test]
-fn consume_vs_buf_full_one_subbuf() {
-    // n_subbufs = 1: message 2 is always refused; message 3 reuses slot 0 iff the reader
-    // consumed sub-buffer 0 in time.
-    model(2, || consume_model(1, 3));
-}
-
-#[test]
-fn consume_vs_buf_full_two_subbufs() {
-    model(2, || consume_model(2, 3));
+    model(2, move || sc.run());
 }
 
 /// The mmap consumer: a reader that copies complete sub-buffers straight from the mapping

@@ -12,7 +12,7 @@ mod nested;
 mod recorder;
 mod shm;
 pub mod sys;
-mod wlock;
+pub mod wlock;
 
 pub use channel::{
     default_create_buf_file, BufInfo, Channel, ChannelCallbacks, CloseReport, Error, Global,

@@ -16,12 +16,16 @@
 //! whose word carries its own token — only then is it nested (the word is authoritative: the
 //! outer context may have set `held` but not yet won the lock, or be spinning for it). Nested
 //! writers use [`Acquired::Nested`] paths that only try-lock.
+//!
+//! The module is public so that clients building their own per-CPU exclusivity on top of a
+//! channel (klog's emit slots, which call the channel's `*_unlocked` methods) share the same
+//! per-thread record — a context nested inside *any* of these locks never waits for another.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Per-thread writer state.
-pub(crate) struct ThreadState {
+/// Per-thread writer state (its address is the thread's lock token).
+pub struct ThreadState {
     /// The lock word this thread holds or is acquiring, null if none.
     held: Cell<*const AtomicUsize>,
 }
@@ -35,10 +39,10 @@ thread_local! {
 }
 
 /// Token of `__write`, which does not track what it holds (it must not nest).
-pub(crate) const ANON_TOKEN: usize = 1;
+pub const ANON_TOKEN: usize = 1;
 
 /// A held writer lock; releasing it restores the thread's previous `held`.
-pub(crate) struct WriterGuard<'a> {
+pub struct WriterGuard<'a> {
     word: &'a AtomicUsize,
     prev: Option<*const AtomicUsize>,
 }
@@ -55,8 +59,8 @@ impl Drop for WriterGuard<'_> {
 }
 
 /// Outcome of [`acquire`].
-pub(crate) enum Acquired<'a> {
-    /// The lock is ours.
+pub enum Acquired<'a> {
+    /// The lock is ours until the guard is dropped.
     Held(WriterGuard<'a>),
     /// This context interrupted its own thread while that thread held the lock `held`; it must
     /// not wait for any lock.
@@ -83,7 +87,7 @@ fn set_held(word: *const AtomicUsize) {
 /// Takes `word` for the calling context, waiting for another thread if necessary — unless the
 /// context is nested inside its own thread's hold, which it reports instead.
 #[inline]
-pub(crate) fn acquire(word: &AtomicUsize) -> Acquired<'_> {
+pub fn acquire(word: &AtomicUsize) -> Acquired<'_> {
     let (token, prev, nested) = thread();
     if nested {
         return Acquired::Nested(prev);
@@ -104,7 +108,7 @@ pub(crate) fn acquire(word: &AtomicUsize) -> Acquired<'_> {
 }
 
 /// Takes `word` only if it is free right now (for nested contexts, which must not wait).
-pub(crate) fn try_acquire(word: &AtomicUsize) -> Option<WriterGuard<'_>> {
+pub fn try_acquire(word: &AtomicUsize) -> Option<WriterGuard<'_>> {
     let (token, prev, _) = thread();
     set_held(word);
     if word
@@ -123,7 +127,7 @@ pub(crate) fn try_acquire(word: &AtomicUsize) -> Option<WriterGuard<'_>> {
 
 /// `__write`'s lock: no tracking, no nesting support.
 #[inline]
-pub(crate) fn acquire_anon(word: &AtomicUsize) -> WriterGuard<'_> {
+pub fn acquire_anon(word: &AtomicUsize) -> WriterGuard<'_> {
     if word
         .compare_exchange(0, ANON_TOKEN, Ordering::Acquire, Ordering::Relaxed)
         .is_err()

@@ -1,0 +1,277 @@
+//! Callsites: one static per `klog!` statement, registered on first execution.
+//!
+//! The cost model: a callsite's `state` word alone decides whether a statement does anything,
+//! so a disabled statement — no handler, level filtered, or switched off by a rule — costs one
+//! relaxed load and a not-taken branch. The state starts as `UNSEEN`; the first execution takes
+//! the slow path, links the callsite into the registry and computes its state. Every change
+//! that can flip states (registering a handler, changing the level or the rules) walks the
+//! registry under the same lock, so no callsite can miss an update.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+
+use crate::Level;
+
+/// What a callsite records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// `klog!`: a format string and arguments.
+    Fmt = 0,
+    /// `klog_raw!`: opaque bytes.
+    Raw = 1,
+}
+
+/// The static description of a callsite (written by `klog-macros`).
+#[derive(Debug)]
+pub struct Meta {
+    /// Normalised format string (every placeholder indexed, see docs/FORMAT.md).
+    pub fmt: &'static str,
+    /// Level.
+    pub level: Level,
+    /// Event or raw record.
+    pub kind: Kind,
+    /// `module_path!()` of the statement.
+    pub module: &'static str,
+    /// `file!()`.
+    pub file: &'static str,
+    /// `line!()`.
+    pub line: u32,
+    /// Number of arguments.
+    pub n_args: u8,
+}
+
+const DISABLED: u8 = 0;
+const ENABLED: u8 = 1;
+const UNSEEN: u8 = 2;
+
+/// One `klog!` statement.
+///
+/// # Invariants
+///
+/// `state` is `UNSEEN` until the callsite is linked into the registry (exactly once, under the
+/// registry lock); afterwards it is `ENABLED` or `DISABLED` as computed from the current
+/// configuration, and only changed under the registry lock.
+pub struct Callsite {
+    state: AtomicU8,
+    /// Filter rules' verdict for this callsite, cached: 0 none, 1 on, 2 off.
+    rule: AtomicU8,
+    id: AtomicU32,
+    /// Handler generation in which the definition was written to the handler's metadata.
+    defined: AtomicU32,
+    next: AtomicPtr<Callsite>,
+    meta: Meta,
+}
+
+impl Callsite {
+    /// A new, unseen callsite.
+    pub const fn new(meta: Meta) -> Self {
+        Callsite {
+            state: AtomicU8::new(UNSEEN),
+            rule: AtomicU8::new(0),
+            id: AtomicU32::new(0),
+            defined: AtomicU32::new(0),
+            next: AtomicPtr::new(ptr::null_mut()),
+            meta,
+        }
+    }
+
+    /// The description.
+    #[inline]
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The id used on the wire (assigned when the callsite is first seen; 0 before).
+    #[inline]
+    pub fn id(&self) -> u32 {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    /// Whether the callsite is enabled right now (after registration).
+    #[inline]
+    pub fn is_enabled(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == ENABLED
+    }
+
+    /// The fast-path check: `true` means "take the emit path" (enabled, or never seen).
+    #[inline(always)]
+    pub(crate) fn wants_slow_path(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != DISABLED
+    }
+
+    /// Makes sure the callsite is registered; returns whether it is enabled.
+    #[inline]
+    pub(crate) fn check(&'static self) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            ENABLED => true,
+            DISABLED => false,
+            _ => register(self),
+        }
+    }
+
+    /// Whether the definition was already written for handler generation `gen`; if not, marks
+    /// it written and returns `false` (the caller writes it). Called with the metadata lock held.
+    pub(crate) fn mark_defined(&self, gen: u32) -> bool {
+        self.defined.swap(gen, Ordering::Relaxed) == gen
+    }
+
+    /// Whether the definition exists for `gen`.
+    #[inline]
+    pub(crate) fn is_defined(&self, gen: u32) -> bool {
+        self.defined.load(Ordering::Relaxed) == gen
+    }
+}
+
+/// A rule verdict for a callsite: `Some(true)` force on, `Some(false)` force off, `None` no
+/// opinion (the level decides).
+pub type RuleFn = dyn Fn(&Meta) -> Option<bool> + Send + Sync;
+
+struct Config {
+    handler: bool,
+    max_level: Level,
+    rules: Option<&'static RuleFn>,
+}
+
+static REGISTRY: AtomicPtr<Callsite> = AtomicPtr::new(ptr::null_mut());
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+static LOCK: AtomicBool = AtomicBool::new(false);
+static mut CONFIG: Config = Config {
+    handler: false,
+    max_level: Level::Trace,
+    rules: None,
+};
+/// Callsites whose first execution found the registry busy (its own thread holds the lock:
+/// a signal handler interrupting a registry update) and skipped the event.
+static SKIPPED: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `f` with the registry lock held.
+fn with_lock<R>(f: impl FnOnce(&mut Config) -> R) -> R {
+    while LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    // SAFETY: `CONFIG` is only accessed with `LOCK` held, which we hold until the end.
+    let r = f(unsafe { &mut *ptr::addr_of_mut!(CONFIG) });
+    LOCK.store(false, Ordering::Release);
+    r
+}
+
+fn try_with_lock<R>(f: impl FnOnce(&mut Config) -> R) -> Option<R> {
+    LOCK.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .ok()?;
+    // SAFETY: as in `with_lock`.
+    let r = f(unsafe { &mut *ptr::addr_of_mut!(CONFIG) });
+    LOCK.store(false, Ordering::Release);
+    Some(r)
+}
+
+fn compute(cfg: &Config, cs: &Callsite) -> u8 {
+    if !cfg.handler {
+        return DISABLED;
+    }
+    let rule = match cs.rule.load(Ordering::Relaxed) {
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
+    };
+    let on = rule.unwrap_or(cs.meta.level <= cfg.max_level);
+    if on {
+        ENABLED
+    } else {
+        DISABLED
+    }
+}
+
+fn apply_rules(cfg: &Config, cs: &Callsite) {
+    let v = match cfg.rules.and_then(|r| r(&cs.meta)) {
+        None => 0,
+        Some(true) => 1,
+        Some(false) => 2,
+    };
+    cs.rule.store(v, Ordering::Relaxed);
+}
+
+#[cold]
+#[inline(never)]
+fn register(cs: &'static Callsite) -> bool {
+    // A context that interrupted a registry update on its own thread cannot wait: skip this
+    // event and leave the callsite unseen (the next execution registers it).
+    let r = try_with_lock(|cfg| {
+        if cs.state.load(Ordering::Relaxed) == UNSEEN {
+            cs.id
+                .store(NEXT_ID.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            cs.next
+                .store(REGISTRY.load(Ordering::Relaxed), Ordering::Relaxed);
+            REGISTRY.store(cs as *const _ as *mut _, Ordering::Release);
+            apply_rules(cfg, cs);
+            cs.state.store(compute(cfg, cs), Ordering::Relaxed);
+        }
+        cs.state.load(Ordering::Relaxed) == ENABLED
+    });
+    r.unwrap_or_else(|| {
+        SKIPPED.fetch_add(1, Ordering::Relaxed);
+        false
+    })
+}
+
+/// Visits every registered callsite (under the registry lock).
+fn walk(cfg: &Config, mut f: impl FnMut(&Config, &'static Callsite)) {
+    let mut p = REGISTRY.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: only `&'static Callsite`s are linked into the registry.
+        let cs: &'static Callsite = unsafe { &*p };
+        f(cfg, cs);
+        p = cs.next.load(Ordering::Relaxed);
+    }
+}
+
+fn refresh(cfg: &Config) {
+    walk(cfg, |cfg, cs| {
+        cs.state.store(compute(cfg, cs), Ordering::Relaxed)
+    });
+}
+
+/// Called by handler registration: enables (or disables) every callsite per the configuration.
+pub(crate) fn set_handler_present(present: bool) {
+    with_lock(|cfg| {
+        cfg.handler = present;
+        refresh(cfg);
+    })
+}
+
+/// Sets the runtime maximum level (like `RUST_LOG=level`); more verbose callsites are disabled.
+pub fn set_max_level(level: Level) {
+    with_lock(|cfg| {
+        cfg.max_level = level;
+        refresh(cfg);
+    })
+}
+
+/// The runtime maximum level.
+pub fn max_level() -> Level {
+    with_lock(|cfg| cfg.max_level)
+}
+
+/// Installs per-callsite rules (dynamic-debug style: by module, file, line, level or format),
+/// replacing the previous ones. The function is consulted once per callsite now and once for
+/// every callsite seen later; `None` removes all rules.
+pub fn set_rules(rules: Option<&'static RuleFn>) {
+    with_lock(|cfg| {
+        cfg.rules = rules;
+        walk(cfg, apply_rules);
+        refresh(cfg);
+    })
+}
+
+/// Calls `f` for every callsite seen so far (for a control interface listing them).
+pub fn for_each_callsite(mut f: impl FnMut(&'static Callsite)) {
+    with_lock(|cfg| walk(cfg, |_, cs| f(cs)))
+}
+
+/// Events skipped because their callsite's first execution interrupted a registry update.
+pub fn skipped_events() -> u32 {
+    SKIPPED.load(Ordering::Relaxed)
+}

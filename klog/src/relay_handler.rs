@@ -1,0 +1,417 @@
+//! The relay-backed klog handler (user space): per-CPU (or one global) relay buffers holding
+//! klog frames, plus the metadata stream, in one directory. Wire format: `docs/FORMAT.md`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use relay::core::SubbufStart;
+use relay::user::{default_create_buf_file, BufInfo, Channel, ChannelCallbacks};
+use relay::Callbacks;
+
+use crate::arg::{varint_len64, zigzag64, DynArgs, Writer};
+use crate::callsite::{Callsite, Kind};
+use crate::clock::{Clock, ClockRef};
+use crate::dispatch::{self, Handler};
+use crate::wire;
+
+/// How to open a [`RelayHandler`].
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Directory for the relay files and `metadata` (created if missing; use a tmpfs such as
+    /// `/dev/shm/...` for a live trace).
+    pub dir: PathBuf,
+    /// Sub-buffer size in bytes (default 256 KiB).
+    pub subbuf_size: usize,
+    /// Sub-buffers per buffer (default 8).
+    pub n_subbufs: usize,
+    /// Overwrite (flight recorder) instead of no-overwrite mode.
+    pub overwrite: bool,
+    /// One global buffer instead of one per CPU.
+    pub global: bool,
+}
+
+impl RelayConfig {
+    /// Defaults: 8 × 256 KiB per CPU, no-overwrite, in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RelayConfig {
+            dir: dir.into(),
+            subbuf_size: 256 * 1024,
+            n_subbufs: 8,
+            overwrite: false,
+            global: false,
+        }
+    }
+}
+
+/// Errors opening a handler.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The relay channel could not be opened.
+    Relay(relay::user::Error),
+    /// The sub-buffer cannot hold a header and a frame.
+    SubbufTooSmall(usize),
+    /// File-system error (directory, metadata file).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Relay(e) => write!(f, "klog relay channel: {e}"),
+            OpenError::SubbufTooSmall(n) => {
+                write!(
+                    f,
+                    "sub-buffer size {n} is too small for klog (at least 256 bytes)"
+                )
+            }
+            OpenError::Io(e) => write!(f, "klog trace directory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Per-buffer writer-side state, touched only under the buffer's emit slot (or in
+/// `subbuf_start`, which runs under it too).
+struct Lane {
+    /// Sequence number of the next sub-buffer.
+    seq: AtomicU64,
+    /// Raw timestamp of the current sub-buffer's header.
+    base: AtomicU64,
+    /// Frames lost since the last header (atomic: nested contexts add to it).
+    lost: AtomicU32,
+    /// Frames written (for statistics).
+    frames: AtomicU64,
+    /// Frames lost in total.
+    lost_total: AtomicU64,
+}
+
+/// The relay callbacks: the sub-buffer header of docs/FORMAT.md.
+struct KlogCallbacks {
+    overwrite: bool,
+    global: bool,
+    clock: Clock,
+    lanes: Box<[Lane]>,
+}
+
+impl Callbacks for KlogCallbacks {
+    fn subbuf_start(&self, ctx: &mut SubbufStart<'_>) -> bool {
+        if !self.overwrite && ctx.buf_full() {
+            return false;
+        }
+        let Some(lane) = self.lanes.get(ctx.buf().cpu()) else {
+            return false;
+        };
+        if ctx.reserve(wire::SUBBUF_HEADER_LEN).is_err() {
+            return false;
+        }
+        let ts = self.clock.now();
+        let mut flags = 0u16;
+        if self.overwrite {
+            flags |= wire::FLAG_OVERWRITE;
+        }
+        if ctx.prev_subbuf().is_none() {
+            flags |= wire::FLAG_FIRST;
+        }
+        let hdr = wire::SubbufHeader {
+            cpu: ctx.buf().cpu() as u16,
+            flags,
+            seq: lane.seq.fetch_add(1, Ordering::Relaxed),
+            base_ts: ts,
+            prev_padding: ctx.prev_padding() as u32,
+            lost: lane.lost.swap(0, Ordering::Relaxed),
+        };
+        ctx.write_subbuf(0, &hdr.to_bytes());
+        lane.base.store(ts, Ordering::Relaxed);
+        true
+    }
+}
+
+impl ChannelCallbacks for KlogCallbacks {
+    fn create_buf_file(
+        &self,
+        name: Option<&str>,
+        parent: Option<&Path>,
+        mode: u32,
+        _buf: &BufInfo,
+        is_global: &mut bool,
+    ) -> io::Result<Option<File>> {
+        *is_global = self.global;
+        default_create_buf_file(name, parent, mode)
+    }
+}
+
+/// Counters of a handler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandlerStats {
+    /// Frames written, per buffer.
+    pub frames: Vec<u64>,
+    /// Frames lost (buffer full, too big, nested without room), per buffer.
+    pub lost: Vec<u64>,
+    /// Callsites defined in the metadata stream.
+    pub callsites: u32,
+}
+
+/// Handlers get distinct generations so a callsite is defined once per handler.
+static GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// The metadata stream and its lock (a spin lock whose owner is a thread token, so a context
+/// nested inside its own thread's definition skips instead of deadlocking).
+struct Metadata {
+    owner: AtomicUsize,
+    file: Mutex<File>,
+    defined: AtomicU32,
+}
+
+thread_local! {
+    static TOKEN: u8 = const { 0 };
+}
+
+fn token() -> usize {
+    TOKEN.with(|t| t as *const u8 as usize)
+}
+
+impl Metadata {
+    /// Appends one record; `false` if the lock belongs to the context this one interrupted or
+    /// the write failed.
+    fn append(&self, build: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let me = token();
+        loop {
+            match self
+                .owner
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(o) if o == me => return false,
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+        let mut rec = Vec::with_capacity(128);
+        build(&mut rec);
+        let ok = match self.file.try_lock() {
+            Ok(mut f) => f.write_all(&rec).is_ok(),
+            Err(_) => false,
+        };
+        self.owner.store(0, Ordering::Release);
+        ok
+    }
+}
+
+/// A klog handler writing into a relay channel. Open it, [`crate::register`] an `Arc` of it,
+/// and read the directory with `relay::user::Recorder` / `klog-decode`.
+pub struct RelayHandler {
+    chan: Channel<KlogCallbacks>,
+    gen: u32,
+    meta: Metadata,
+    dir: PathBuf,
+    finished: AtomicBool,
+}
+
+impl RelayHandler {
+    /// Opens the relay channel (`dir/cpu0..`) and the metadata stream (`dir/metadata`).
+    pub fn open(cfg: &RelayConfig) -> Result<Self, OpenError> {
+        if cfg.subbuf_size < 256 {
+            return Err(OpenError::SubbufTooSmall(cfg.subbuf_size));
+        }
+        std::fs::create_dir_all(&cfg.dir).map_err(OpenError::Io)?;
+        let clock = Clock::choose();
+        let n = relay::user::sys::possible_cpus();
+        let lanes = (0..n)
+            .map(|_| Lane {
+                seq: AtomicU64::new(0),
+                base: AtomicU64::new(0),
+                lost: AtomicU32::new(0),
+                frames: AtomicU64::new(0),
+                lost_total: AtomicU64::new(0),
+            })
+            .collect();
+        let cb = KlogCallbacks {
+            overwrite: cfg.overwrite,
+            global: cfg.global,
+            clock,
+            lanes,
+        };
+        let mut file = File::create(cfg.dir.join("metadata")).map_err(OpenError::Io)?;
+        let chan = Channel::open(
+            Some("cpu"),
+            Some(&cfg.dir),
+            cfg.subbuf_size,
+            cfg.n_subbufs,
+            cb,
+        )
+        .map_err(OpenError::Relay)?;
+        let mut rec = Vec::new();
+        wire::meta_header(
+            &mut rec,
+            &wire::MetaHeader {
+                n_cpus: chan.n_bufs() as u16,
+                overwrite: cfg.overwrite,
+                subbuf_size: cfg.subbuf_size as u32,
+                n_subbufs: cfg.n_subbufs as u32,
+            },
+        );
+        wire::meta_clock(&mut rec, clock.source() as u8, &clock.reference());
+        file.write_all(&rec).map_err(OpenError::Io)?;
+        Ok(RelayHandler {
+            chan,
+            gen: GENERATION.fetch_add(1, Ordering::Relaxed),
+            meta: Metadata {
+                owner: AtomicUsize::new(0),
+                file: Mutex::new(file),
+                defined: AtomicU32::new(0),
+            },
+            dir: cfg.dir.clone(),
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// The trace directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The relay channel (for statistics and in-process readers).
+    pub fn channel(&self) -> &Channel<impl ChannelCallbacks> {
+        &self.chan
+    }
+
+    fn cb(&self) -> &KlogCallbacks {
+        self.chan.private_data()
+    }
+
+    /// Writes the callsite's definition if this handler has not yet.
+    #[cold]
+    fn define(&self, cs: &'static Callsite, args: Option<&dyn DynArgs>) -> bool {
+        let m = cs.meta();
+        let mut types = [0u8; 16];
+        let n = args.map_or(0, |a| a.count()).min(16);
+        if let Some(a) = args {
+            a.types(&mut types);
+        }
+        let mut wrote = false;
+        let ok = self.meta.append(|rec| {
+            if !cs.mark_defined(self.gen) {
+                wire::meta_callsite(rec, cs.id(), m, &types[..n]);
+                wrote = true;
+            }
+        });
+        if ok && wrote {
+            self.meta.defined.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    #[inline(always)]
+    fn write_frame(
+        &self,
+        slot: usize,
+        head: u64,
+        payload: usize,
+        encode: impl FnOnce(&mut Writer<'_>),
+    ) {
+        let cb = self.cb();
+        let Some(lane) = cb.lanes.get(slot) else {
+            return;
+        };
+        let max = 5 + varint_len64(head) + 10 + payload;
+        // SAFETY: the dispatcher holds emit slot `slot`, which serialises every writer of
+        // buffer `slot` (all of this handler's writes go through slots).
+        let ok = unsafe {
+            self.chan.write_with_max_unlocked(slot, max, |buf| {
+                let ts = cb.clock.now();
+                let delta = zigzag64(ts.wrapping_sub(lane.base.load(Ordering::Relaxed)) as i64);
+                let body = varint_len64(head) + varint_len64(delta) + payload;
+                let mut w = Writer::new(buf);
+                w.varint64(body as u64);
+                w.varint64(head);
+                w.varint64(delta);
+                encode(&mut w);
+                w.pos()
+            })
+        };
+        if ok {
+            lane.frames.fetch_add(1, Ordering::Relaxed);
+        } else {
+            lane.lost.fetch_add(1, Ordering::Relaxed);
+            lane.lost_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Flushes every buffer (under the emit slots, so it is safe while registered).
+    pub fn flush(&self) {
+        for slot in 0..self.chan.n_bufs() {
+            // SAFETY: `with_slot_held` holds emit slot `slot`, which serialises every writer of
+            // buffer `slot`.
+            dispatch::with_slot_held(slot, || unsafe { self.chan.flush_unlocked(slot) });
+        }
+    }
+
+    /// Flushes, writes the final clock reference (for the decoder's interpolation) and returns
+    /// the counters. Further events still work; call once at the end of a trace.
+    pub fn finish(&self) -> HandlerStats {
+        self.flush();
+        if !self.finished.swap(true, Ordering::AcqRel) {
+            let cb = self.cb();
+            let r: ClockRef = cb.clock.reference();
+            self.meta
+                .append(|rec| wire::meta_clock(rec, cb.clock.source() as u8, &r));
+        }
+        self.stats()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> HandlerStats {
+        let lanes = &self.cb().lanes[..self.chan.n_bufs()];
+        HandlerStats {
+            frames: lanes
+                .iter()
+                .map(|l| l.frames.load(Ordering::Relaxed))
+                .collect(),
+            lost: lanes
+                .iter()
+                .map(|l| l.lost_total.load(Ordering::Relaxed))
+                .collect(),
+            callsites: self.meta.defined.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Handler for RelayHandler {
+    fn slots(&self) -> usize {
+        self.chan.n_bufs()
+    }
+
+    #[inline]
+    fn event(&self, slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
+        if !cs.is_defined(self.gen) && !self.define(cs, Some(args)) {
+            self.lost(slot);
+            return;
+        }
+        let head = ((cs.id() as u64) << 2) | Kind::Fmt as u64;
+        self.write_frame(slot, head, args.encoded_len(), |w| args.encode(w));
+    }
+
+    fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]) {
+        if !cs.is_defined(self.gen) && !self.define(cs, None) {
+            self.lost(slot);
+            return;
+        }
+        let head = ((cs.id() as u64) << 2) | Kind::Raw as u64;
+        self.write_frame(slot, head, bytes.len(), |w| w.bytes(bytes));
+    }
+
+    fn lost(&self, slot: usize) {
+        if let Some(lane) = self.cb().lanes.get(slot) {
+            lane.lost.fetch_add(1, Ordering::Relaxed);
+            lane.lost_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self, slot: usize) {
+        // SAFETY: called by the dispatcher with emit slot `slot` held.
+        unsafe { self.chan.flush_unlocked(slot) };
+    }
+}

@@ -1,0 +1,281 @@
+//! End to end in user space: `klog!` statements → registered `RelayHandler` → relay files →
+//! parsed back here by a small independent reader of docs/FORMAT.md (values decoded with the
+//! real `postcard` crate). The dispatcher is process-global, so the tests serialise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use klog::{klog, klog_raw, klog_warn, Level, RelayConfig, RelayHandler};
+use relay::user::RelayFile;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("klog-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn varint(b: &[u8], p: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = b[*p];
+        *p += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Def {
+    level: u8,
+    kind: u8,
+    fmt: String,
+    module: String,
+    line: u64,
+    types: Vec<u8>,
+}
+
+fn parse_metadata(b: &[u8]) -> (HashMap<u64, Def>, usize) {
+    let mut defs = HashMap::new();
+    let mut clocks = 0;
+    let mut p = 0;
+    while p < b.len() {
+        let len = varint(b, &mut p) as usize;
+        let rec = &b[p..p + len];
+        p += len;
+        let mut q = 1;
+        let s = |rec: &[u8], q: &mut usize| {
+            let n = varint(rec, q) as usize;
+            let s = String::from_utf8(rec[*q..*q + n].to_vec()).unwrap();
+            *q += n;
+            s
+        };
+        match rec[0] {
+            1 => assert_eq!(&rec[1..9], b"KLOGMETA"),
+            2 => clocks += 1,
+            3 => {
+                let id = varint(rec, &mut q);
+                let level = rec[q];
+                let kind = rec[q + 1];
+                q += 2;
+                let fmt = s(rec, &mut q);
+                let module = s(rec, &mut q);
+                let _file = s(rec, &mut q);
+                let line = varint(rec, &mut q);
+                let n = varint(rec, &mut q) as usize;
+                let types = rec[q..q + n].to_vec();
+                defs.insert(
+                    id,
+                    Def {
+                        level,
+                        kind,
+                        fmt,
+                        module,
+                        line,
+                        types,
+                    },
+                );
+            }
+            k => panic!("unknown record {k}"),
+        }
+    }
+    (defs, clocks)
+}
+
+/// One frame: (callsite id, kind, raw timestamp, payload).
+type Frame = (u64, u64, u64, Vec<u8>);
+
+/// Parses a `read()` stream: sub-buffers of `subbuf_size` minus padding, each with a header.
+fn parse_stream(b: &[u8], cpu: u16) -> (Vec<Frame>, u64) {
+    let mut frames = Vec::new();
+    let mut lost = 0u64;
+    let mut p = 0;
+    let mut base = 0u64;
+    let mut next_seq = 0u64;
+    while p < b.len() {
+        if b.len() - p >= 32 && b[p..p + 4] == *b"KLG1" {
+            let h = klog::wire::SubbufHeader::parse(&b[p..]).unwrap();
+            if h.seq == next_seq && h.cpu == cpu {
+                base = h.base_ts;
+                lost += h.lost as u64;
+                next_seq += 1;
+                p += 32;
+                continue;
+            }
+        }
+        let len = varint(b, &mut p) as usize;
+        let end = p + len;
+        let head = varint(b, &mut p);
+        let z = varint(b, &mut p);
+        let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        frames.push((
+            head >> 2,
+            head & 3,
+            base.wrapping_add(delta as u64),
+            b[p..end].to_vec(),
+        ));
+        p = end;
+    }
+    (frames, lost)
+}
+
+fn read_all(path: &Path) -> Vec<u8> {
+    let mut f = RelayFile::open(path).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn events_round_trip_through_relay() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("rt");
+    let cfg = RelayConfig {
+        subbuf_size: 4096,
+        n_subbufs: 64,
+        ..RelayConfig::new(&dir)
+    };
+    let h = Arc::new(RelayHandler::open(&cfg).unwrap());
+    klog!("before registration {}", 1u8); // dropped: no handler
+    klog::register(h.clone()).unwrap();
+    assert_eq!(
+        klog::register(h.clone()),
+        Err(klog::RegisterError::AlreadyRegistered)
+    );
+    const THREADS: u32 = 3;
+    const N: u32 = 2000;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            s.spawn(move || {
+                for i in 0..N {
+                    klog!("demo event {} from thread {}", i, t);
+                }
+                let name = "eth0";
+                klog_warn!("bad checksum {:08x} in {name}", 0xbeefu32);
+                klog!(
+                    Level::Debug,
+                    "mixed {} {} {} {:?}",
+                    -5i64,
+                    2.5f64,
+                    true,
+                    'x'
+                );
+                klog_raw!([1u8, 2, 3, t as u8]);
+            });
+        }
+    });
+    assert!(klog::unregister().is_some());
+    klog!("after unregistration {}", 2u8); // dropped
+    let stats = h.finish();
+    let written: u64 = stats.frames.iter().sum();
+    assert_eq!(written, (THREADS * (N + 3)) as u64);
+    assert_eq!(stats.lost.iter().sum::<u64>(), 0);
+
+    let (defs, clocks) = parse_metadata(&std::fs::read(dir.join("metadata")).unwrap());
+    assert_eq!(clocks, 2, "clock record at open and at finish");
+    assert_eq!(defs.len() as u32, stats.callsites);
+    assert_eq!(defs.len(), 4, "four callsites fired under the handler");
+
+    // Per thread: the demo events in order, exactly once.
+    let mut next: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut seen = 0;
+    for cpu in 0..h.channel().n_bufs() {
+        let bytes = read_all(&dir.join(format!("cpu{cpu}")));
+        let (frames, lost) = parse_stream(&bytes, cpu as u16);
+        assert_eq!(lost, 0);
+        let mut last_ts = 0;
+        for (id, kind, ts, payload) in frames {
+            assert!(ts >= last_ts, "timestamps never go back within a buffer");
+            last_ts = ts;
+            let d = &defs[&id];
+            seen += 1;
+            match d.fmt.as_str() {
+                "demo event {0} from thread {1}" => {
+                    assert_eq!((d.level, d.kind), (Level::Info as u8, 0));
+                    assert_eq!(d.types, [1, 1]);
+                    let (i, t): (u32, u32) = postcard::from_bytes(&payload).unwrap();
+                    let e = next.entry(t).or_insert(0);
+                    assert!(i >= *e, "per-thread order kept within a buffer");
+                    *e = i + 1;
+                }
+                "bad checksum {0:08x} in {1}" => {
+                    assert_eq!(d.level, Level::Warn as u8);
+                    let (sum, name): (u32, String) = postcard::from_bytes(&payload).unwrap();
+                    assert_eq!((sum, name.as_str()), (0xbeef, "eth0"));
+                }
+                "mixed {0} {1} {2} {3:?}" => {
+                    assert_eq!(d.level, Level::Debug as u8);
+                    assert_eq!(d.types, [3, 5, 6, 7]);
+                    let v: (i64, f64, bool, char) = postcard::from_bytes(&payload).unwrap();
+                    assert_eq!(v, (-5, 2.5, true, 'x'));
+                }
+                "" => {
+                    assert_eq!(kind, 1, "raw frame");
+                    assert_eq!(d.kind, 1);
+                    assert_eq!(&payload[..3], &[1, 2, 3]);
+                }
+                other => panic!("unexpected callsite {other:?} at {}:{}", d.module, d.line),
+            }
+        }
+    }
+    assert_eq!(seen, THREADS * (N + 3));
+    assert_eq!(
+        next.values().copied().collect::<Vec<_>>(),
+        vec![N; THREADS as usize]
+    );
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Registration and unregistration while threads emit: no crash, nothing recorded into a
+/// handler after its `unregister` returned, and every frame in the files is whole.
+#[test]
+fn register_unregister_under_load() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..3u32 {
+            let stop = &stop;
+            s.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    klog!("load {} {}", t, i);
+                    i += 1;
+                }
+            });
+        }
+        for round in 0..30 {
+            let dir = tempdir(&format!("load{round}"));
+            let cfg = RelayConfig {
+                subbuf_size: 4096,
+                n_subbufs: 4,
+                overwrite: round % 2 == 1,
+                ..RelayConfig::new(&dir)
+            };
+            let h = Arc::new(RelayHandler::open(&cfg).unwrap());
+            klog::register(h.clone()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let back = klog::unregister().unwrap();
+            assert!(Arc::ptr_eq(&back, &(h.clone() as Arc<dyn klog::Handler>)));
+            drop(back);
+            let before = h.stats();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            assert_eq!(h.stats(), before, "no writes after unregister returned");
+            assert_eq!(Arc::strong_count(&h), 1, "klog holds no reference");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
