@@ -475,15 +475,21 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// The part of the format string an error is in, for the message.
-fn fragment(fmt: &str, e: &fmtspec::Error) -> String {
-    let start = e.placeholder.min(fmt.len());
-    let from = e.end.max(start).min(fmt.len());
-    let end = match e.kind {
-        fmtspec::ErrorKind::UnmatchedClose => e.end,
-        _ => fmt[from..].find('}').map_or(fmt.len(), |i| from + i + 1),
-    };
-    fmt[start..end.min(fmt.len())].to_owned()
+/// Where in the format string an error is, for the message (`Literal::subspan` is unstable, so
+/// the error can only point at the whole literal): `in `{:.*}`` (the placeholder) or, for a
+/// stray `}`, `near `a } b`` (a few characters around it).
+fn location(fmt: &str, e: &fmtspec::Error) -> String {
+    let clamp = |i: usize| i.min(fmt.len());
+    if e.kind == fmtspec::ErrorKind::UnmatchedClose {
+        let at = clamp(e.offset);
+        let before: usize = fmt[..at].chars().rev().take(8).map(char::len_utf8).sum();
+        let after: usize = fmt[at..].chars().take(9).map(char::len_utf8).sum();
+        return format!("near `{}`", &fmt[at - before..at + after]);
+    }
+    let start = clamp(e.placeholder);
+    let from = clamp(e.end.max(start));
+    let end = fmt[from..].find('}').map_or(fmt.len(), |i| from + i + 1);
+    format!("in `{}`", &fmt[start..end])
 }
 
 fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
@@ -500,18 +506,13 @@ fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
     let mut pieces: Vec<(Piece<'_>, usize)> = Vec::new();
     let mut captures: Vec<&str> = Vec::new();
     let mut used = vec![false; n_explicit];
-    let mut next = 0;
     let mut n_implicit = 0;
     let mut bad_index = Vec::new();
     for piece in Parser::new(fmt) {
         let piece = piece.map_err(|e| {
             Errors::one(
                 lit_span,
-                format!(
-                    "invalid format string: {}, in `{}`",
-                    e.kind,
-                    fragment(fmt, &e)
-                ),
+                format!("invalid format string: {}, {}", e.kind, location(fmt, &e)),
             )
         })?;
         let Piece::Placeholder(p) = piece else {
@@ -520,9 +521,8 @@ fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
         };
         let index = match p.arg {
             ArgRef::Next => {
-                next += 1;
                 n_implicit += 1;
-                next - 1
+                n_implicit - 1
             }
             ArgRef::Index(i) => {
                 if i >= n_explicit && !bad_index.contains(&i) {
@@ -808,4 +808,52 @@ fn substitute(ts: TokenStream, subs: &[(&str, TokenStream)]) -> TokenStream {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_literals() {
+        let ok = |src: &str, want: &str| assert_eq!(unescape_str_literal(src).as_deref(), Ok(want));
+        ok(r#""""#, "");
+        ok(r#""a {} b""#, "a {} b");
+        ok(r#""\n\r\t\\\0\'\"""#, "\n\r\t\\\0'\"");
+        ok(r#""\x41\x7f\u{e9}\u{1F600}\u{0_0e9}""#, "A\x7fé😀é");
+        ok("\"a\\\n    \t b\"", "ab");
+        ok("\"a\\\r\n  b\"", "ab");
+        ok(r#"r"\n{}""#, "\\n{}");
+        ok(r###"r##"a "# b"##"###, "a \"# b");
+        ok("\"é{{}}\"", "é{{}}");
+        for bad in [
+            "b\"x\"",
+            "c\"x\"",
+            "br\"x\"",
+            "\"x\"suffix",
+            "r#\"x\"",
+            "42",
+            "'c'",
+            "\"\\x80\"",
+            "\"\\q\"",
+            "\"\\u{110000}\"",
+        ] {
+            assert!(unescape_str_literal(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_locations() {
+        let loc = |fmt: &str| {
+            let e = fmtspec::validate(fmt).expect_err(fmt);
+            location(fmt, &e)
+        };
+        assert_eq!(loc("a {:.*} b"), "in `{:.*}`");
+        assert_eq!(loc("a {0:x?} b {}"), "in `{0:x?}`");
+        assert_eq!(loc("a {0 b"), "in `{0 b`");
+        assert_eq!(loc("x {:q}"), "in `{:q}`");
+        assert_eq!(loc("a } b"), "near `a } b`");
+        assert_eq!(loc("0123456789}abcdefghijk"), "near `23456789}abcdefgh`");
+        assert_eq!(loc("ééééééééé}"), "near `éééééééé}`");
+    }
 }

@@ -126,6 +126,9 @@ impl<'a> Writer<'a> {
     /// Appends a `u64` varint.
     #[inline(always)]
     pub fn varint64(&mut self, mut v: u64) {
+        if v < 0x80 {
+            return self.byte(v as u8);
+        }
         while v >= 0x80 {
             self.byte(v as u8 | 0x80);
             v >>= 7;

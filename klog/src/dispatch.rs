@@ -22,11 +22,14 @@ use std::sync::{Arc, Mutex};
 use relay::user::sys::current_cpu;
 use relay::user::wlock::{self, Acquired};
 
-use crate::arg::DynArgs;
+use std::any::Any;
+
+use crate::arg::{Args, DynArgs};
 use crate::callsite::{self, Callsite};
+use crate::RelayHandler;
 
 /// Where events go: implemented by [`crate::RelayHandler`]; other handlers are possible.
-pub trait Handler: Send + Sync {
+pub trait Handler: Send + Sync + Any {
     /// Number of emit slots the handler serves (its relay buffers); 1 for a global buffer.
     fn slots(&self) -> usize;
     /// Records an event. Runs with emit slot `slot` held exclusively.
@@ -70,23 +73,68 @@ const FREE_SLOT: Slot = Slot(AtomicUsize::new(0));
 static SLOTS: [Slot; MAX_SLOTS] = [FREE_SLOT; MAX_SLOTS];
 /// Slots of the registered handler (0: none registered yet).
 static NSLOTS: AtomicUsize = AtomicUsize::new(0);
-/// The registered handler: a leaked `Box<Arc<dyn Handler>>`, null when none.
-static HANDLER: AtomicPtr<Arc<dyn Handler>> = AtomicPtr::new(std::ptr::null_mut());
+/// A registered handler. The relay handler gets static dispatch, so a `klog!` statement's
+/// arguments are encoded by code inlined at the call site; other handlers go through the vtable.
+enum Registered {
+    Relay(Arc<RelayHandler>),
+    Dyn(Arc<dyn Handler>),
+}
+
+impl Registered {
+    fn slots(&self) -> usize {
+        match self {
+            Registered::Relay(h) => h.slots(),
+            Registered::Dyn(h) => h.slots(),
+        }
+        .min(MAX_SLOTS)
+    }
+
+    fn as_dyn(&self) -> &dyn Handler {
+        match self {
+            Registered::Relay(h) => &**h,
+            Registered::Dyn(h) => &**h,
+        }
+    }
+
+    fn into_dyn(self) -> Arc<dyn Handler> {
+        match self {
+            Registered::Relay(h) => h,
+            Registered::Dyn(h) => h,
+        }
+    }
+}
+
+/// The registered handler and its slot count: a leaked `Box`, null when none.
+struct Current {
+    slots: usize,
+    handler: Registered,
+}
+
+static HANDLER: AtomicPtr<Current> = AtomicPtr::new(std::ptr::null_mut());
 /// Serialises register/unregister.
 static REGISTRATION: Mutex<()> = Mutex::new(());
 
-/// Installs `handler`: from now on enabled callsites record into it.
-pub fn register(handler: Arc<dyn Handler>) -> Result<(), RegisterError> {
+/// Installs `handler`: from now on enabled callsites record into it. A [`RelayHandler`] is
+/// recognised and dispatched statically.
+pub fn register<H: Handler + 'static>(handler: Arc<H>) -> Result<(), RegisterError> {
+    let any: Arc<dyn Any + Send + Sync> = handler.clone();
+    let handler = match any.downcast::<RelayHandler>() {
+        Ok(relay) => Registered::Relay(relay),
+        Err(_) => Registered::Dyn(handler),
+    };
     let _g = REGISTRATION.lock().unwrap_or_else(|e| e.into_inner());
     if !HANDLER.load(Ordering::Acquire).is_null() {
         return Err(RegisterError::AlreadyRegistered);
     }
-    let n = handler.slots().min(MAX_SLOTS);
-    if n == 0 {
+    let slots = handler.slots();
+    if slots == 0 {
         return Err(RegisterError::NoSlots);
     }
-    NSLOTS.store(n, Ordering::Release);
-    HANDLER.store(Box::into_raw(Box::new(handler)), Ordering::Release);
+    NSLOTS.store(slots, Ordering::Release);
+    HANDLER.store(
+        Box::into_raw(Box::new(Current { slots, handler })),
+        Ordering::Release,
+    );
     callsite::set_handler_present(true);
     Ok(())
 }
@@ -109,7 +157,7 @@ pub fn unregister() -> Option<Arc<dyn Handler>> {
     }
     // SAFETY: `p` came from `Box::into_raw` in `register` and is no longer reachable: it was
     // unpublished above and the grace period waited for every context that loaded it.
-    Some(*unsafe { Box::from_raw(p) })
+    Some(unsafe { Box::from_raw(p) }.handler.into_dyn())
 }
 
 /// Whether a handler is registered.
@@ -119,12 +167,14 @@ pub fn is_registered() -> bool {
 
 /// Runs `f` with the handler and a held slot, if a handler is registered.
 #[inline(always)]
-fn with_slot(f: impl FnOnce(&dyn Handler, usize)) {
+fn with_slot(f: impl FnOnce(&Registered, usize)) {
     let n = NSLOTS.load(Ordering::Relaxed);
     if n == 0 {
         return;
     }
-    let slot = current_cpu() % n;
+    let cpu = current_cpu();
+    // `%` is a division: skip it in the common case of one slot per CPU.
+    let slot = if cpu < n { cpu } else { cpu % n };
     match wlock::acquire(&SLOTS[slot].0) {
         Acquired::Held(g) => {
             if let Some(h) = loaded(n) {
@@ -139,16 +189,16 @@ fn with_slot(f: impl FnOnce(&dyn Handler, usize)) {
 /// The handler, if registered and serving `n` slots (a registration between reading `NSLOTS`
 /// and taking the slot could change it; such an event is dropped).
 #[inline(always)]
-fn loaded<'a>(n: usize) -> Option<&'a dyn Handler> {
+fn loaded<'a>(n: usize) -> Option<&'a Registered> {
     let p = HANDLER.load(Ordering::Acquire);
     // SAFETY: a non-null pointer stays valid while we hold a slot (grace period in
     // `unregister`); the caller holds one for the lifetime it uses the reference.
-    let h: &'a Arc<dyn Handler> = unsafe { p.as_ref()? };
-    (h.slots().min(MAX_SLOTS) == n).then_some(&**h)
+    let c: &'a Current = unsafe { p.as_ref()? };
+    (c.slots == n).then_some(&c.handler)
 }
 
 #[cold]
-fn with_other_slot(n: usize, busy: usize, f: impl FnOnce(&dyn Handler, usize)) {
+fn with_other_slot(n: usize, busy: usize, f: impl FnOnce(&Registered, usize)) {
     for j in (1..n).map(|k| (busy + k) % n) {
         if let Some(g) = wlock::try_acquire(&SLOTS[j].0) {
             if let Some(h) = loaded(n) {
@@ -160,15 +210,18 @@ fn with_other_slot(n: usize, busy: usize, f: impl FnOnce(&dyn Handler, usize)) {
     }
     // The interrupted context on this thread holds `busy`, so the handler cannot go away.
     if let Some(h) = loaded(n) {
-        h.lost(busy);
+        h.as_dyn().lost(busy);
     }
 }
 
 /// Records an event for `cs` (called by `klog!` after the callsite check passed).
 #[inline]
-pub fn emit<A: crate::arg::Args>(cs: &'static Callsite, args: A) {
+pub fn emit<A: Args>(cs: &'static Callsite, args: A) {
     if cs.check() {
-        with_slot(|h, slot| h.event(slot, cs, &args));
+        with_slot(|h, slot| match h {
+            Registered::Relay(r) => r.event_args(slot, cs, &args),
+            Registered::Dyn(d) => d.event(slot, cs, &args),
+        });
     }
 }
 
@@ -176,7 +229,7 @@ pub fn emit<A: crate::arg::Args>(cs: &'static Callsite, args: A) {
 #[inline]
 pub fn emit_raw(cs: &'static Callsite, bytes: &[u8]) {
     if cs.check() {
-        with_slot(|h, slot| h.raw(slot, cs, bytes));
+        with_slot(|h, slot| h.as_dyn().raw(slot, cs, bytes));
     }
 }
 
@@ -196,7 +249,7 @@ pub fn flush() {
     for (slot, s) in SLOTS[..n].iter().enumerate() {
         if let Acquired::Held(g) = wlock::acquire(&s.0) {
             if let Some(h) = loaded(n) {
-                h.flush(slot);
+                h.as_dyn().flush(slot);
             }
             drop(g);
         }

@@ -482,9 +482,6 @@ impl<'a> Parser<'a> {
     /// A width or precision: a literal integer, or nothing. Rejects `*`, `N$` and `name$`.
     fn count(&mut self, open: usize) -> Result<Option<usize>, Error> {
         let start = self.pos;
-        if self.peek() == Some('*') {
-            return Err(self.err_here(ErrorKind::StarCount, open));
-        }
         if let Some(n) = self.integer(open)? {
             if self.consume('$') {
                 return Err(self.err(ErrorKind::ArgCount, start, self.pos, open));
@@ -529,8 +526,15 @@ impl<'a> Parser<'a> {
             }
             spec.zero = true;
         }
+        if self.peek() == Some('*') {
+            // `{:*}`: rustc reads "expected `}`"; say what is meant.
+            return Err(self.err_here(ErrorKind::StarCount, open));
+        }
         spec.width = self.count(open)?;
         if self.consume('.') {
+            if self.peek() == Some('*') {
+                return Err(self.err_here(ErrorKind::StarCount, open));
+            }
             spec.precision = self.count(open)?;
         }
         let ty_at = self.pos;
@@ -582,10 +586,6 @@ impl<'a> Parser<'a> {
                     start: open,
                     end: self.pos,
                 })
-            }
-            Some('*') if spec.width.is_none() && spec.precision.is_none() => {
-                // `{:*}`: rustc reads "expected `}`"; say what is meant.
-                Err(self.err_here(ErrorKind::StarCount, open))
             }
             Some(c) => Err(self.err_here(ErrorKind::ExpectedClose(c), open)),
             None => Err(self.err(ErrorKind::Unterminated, self.pos, self.pos, open)),
@@ -995,6 +995,9 @@ mod tests {
         e("{:*}", StarCount, 2, 3, 0);
         e("{:.*}", StarCount, 3, 4, 0);
         e("{:>.*}", StarCount, 4, 5, 0);
+        e("{:>0*}", StarCount, 4, 5, 0);
+        e("{*}", ExpectedClose('*'), 1, 2, 0);
+        e("{:5*}", ExpectedClose('*'), 3, 4, 0);
         e("{:1$}", ArgCount, 2, 4, 0);
         e("{:0$}", ArgCount, 2, 4, 0);
         e("{:w$}", ArgCount, 2, 4, 0);

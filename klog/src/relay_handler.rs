@@ -282,19 +282,19 @@ impl RelayHandler {
         self.chan.private_data()
     }
 
-    /// Writes the callsite's definition if this handler has not yet.
+    /// Writes the callsite's definition if this handler has not yet. `types` fills in the
+    /// `n_args` argument type tags.
     #[cold]
-    fn define(&self, cs: &'static Callsite, args: Option<&dyn DynArgs>) -> bool {
+    #[inline(never)]
+    fn define(&self, cs: &'static Callsite, n_args: usize, types: &dyn Fn(&mut [u8])) -> bool {
         let m = cs.meta();
-        let mut types = [0u8; 16];
-        let n = args.map_or(0, |a| a.count()).min(16);
-        if let Some(a) = args {
-            a.types(&mut types);
-        }
+        let mut tags = [0u8; 16];
+        let n = n_args.min(16);
+        types(&mut tags);
         let mut wrote = false;
         let ok = self.meta.append(|rec| {
             if !cs.mark_defined(self.gen) {
-                wire::meta_callsite(rec, cs.id(), m, &types[..n]);
+                wire::meta_callsite(rec, cs.id(), m, &tags[..n]);
                 wrote = true;
             }
         });
@@ -302,6 +302,23 @@ impl RelayHandler {
             self.meta.defined.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Records an event; generic so that the argument encoding inlines into the caller. Runs
+    /// with emit slot `slot` held.
+    #[inline(always)]
+    pub(crate) fn event_args<A: crate::arg::Args>(
+        &self,
+        slot: usize,
+        cs: &'static Callsite,
+        args: &A,
+    ) {
+        if !cs.is_defined(self.gen) && !self.define(cs, A::N, &|t| args.types(t)) {
+            self.lost(slot);
+            return;
+        }
+        let head = ((cs.id() as u64) << 2) | Kind::Fmt as u64;
+        self.write_frame(slot, head, args.encoded_len(), |w| args.encode(w));
     }
 
     #[inline(always)]
@@ -333,7 +350,9 @@ impl RelayHandler {
             })
         };
         if ok {
-            lane.frames.fetch_add(1, Ordering::Relaxed);
+            // Only the holder of the slot writes `frames`: no read-modify-write needed.
+            lane.frames
+                .store(lane.frames.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         } else {
             lane.lost.fetch_add(1, Ordering::Relaxed);
             lane.lost_total.fetch_add(1, Ordering::Relaxed);
@@ -384,9 +403,8 @@ impl Handler for RelayHandler {
         self.chan.n_bufs()
     }
 
-    #[inline]
     fn event(&self, slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
-        if !cs.is_defined(self.gen) && !self.define(cs, Some(args)) {
+        if !cs.is_defined(self.gen) && !self.define(cs, args.count(), &|t| args.types(t)) {
             self.lost(slot);
             return;
         }
@@ -395,7 +413,7 @@ impl Handler for RelayHandler {
     }
 
     fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]) {
-        if !cs.is_defined(self.gen) && !self.define(cs, None) {
+        if !cs.is_defined(self.gen) && !self.define(cs, 0, &|_| ()) {
             self.lost(slot);
             return;
         }

@@ -8,6 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use klog::arg::{DynArgs, Writer};
 use klog::{klog, klog_debug, klog_error, klog_raw, klog_trace, klog_warn, Callsite, Level, Meta};
 
+/// Runs a statement and returns its line as the callsite records it (`line!()` in a macro is
+/// the line where the outermost macro call starts, for `klog!` inside as for `line_of!`).
+macro_rules! line_of {
+    ($e:expr) => {{
+        $e;
+        line!()
+    }};
+}
+
 /// Callsites register on first execution and the handler is global: the tests run one at a
 /// time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -107,10 +116,7 @@ const STR: u8 = 8;
 fn brief_example_is_normalised() {
     let q = 3u8;
     let x = 0x2au32;
-    let m = meta_of(|| {
-        klog!("rx {} after {x:#x} {0}", q);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!("rx {} after {x:#x} {0}", q)));
     assert_eq!(m.fmt, "rx {0} after {1:#x} {0}");
     assert_eq!(m.n_args, 2);
     assert_eq!(m.level, Level::Info);
@@ -123,24 +129,15 @@ fn brief_example_is_normalised() {
 fn implicit_explicit_named_and_captured_arguments() {
     let (a, b, c, d) = (1u8, 2u8, 3u8, 4u8);
     // The implicit counter ignores explicit indices, as in format_args!.
-    let m = meta_of(|| {
-        klog!("{} {0} {} {1}", a, b);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!("{} {0} {} {1}", a, b)));
     assert_eq!(m.fmt, "{0} {0} {1} {1}");
     assert_eq!(m.n_args, 2);
     // Positional, then named in order, then captures in order of first use.
-    let m = meta_of(|| {
-        klog!("{d} {n2} {} {c} {n1} {d} {0}", a, n1 = b, n2 = c);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!("{d} {n2} {} {c} {n1} {d} {0}", a, n1 = b, n2 = c)));
     assert_eq!(m.fmt, "{3} {2} {0} {4} {1} {3} {0}");
     assert_eq!(m.n_args, 5);
     // A named argument may also be referenced by position (format_args! allows it).
-    let m = meta_of(|| {
-        klog!("{0} {1} {x}", a, x = b);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!("{0} {1} {x}", a, x = b)));
     assert_eq!(m.fmt, "{0} {1} {1}");
     assert_eq!(m.n_args, 2);
 }
@@ -149,12 +146,11 @@ fn implicit_explicit_named_and_captured_arguments() {
 fn specs_are_rewritten_canonically() {
     let (v, f) = (5i32, 1.5f64);
     let m = meta_of(|| {
-        klog!(
+        line_of!(klog!(
             "{: >5}|{0 :x }|{0 :<+#08.3}|{1:.}|{1:*^9?}|{0:}>4}|{0:00}|{1:e} {1:E}",
             v,
             f
-        );
-        line!()
+        ))
     });
     assert_eq!(
         m.fmt,
@@ -166,91 +162,55 @@ fn specs_are_rewritten_canonically() {
 #[test]
 fn escapes_are_kept_and_string_escapes_resolved() {
     let v = 1u8;
-    let m = meta_of(|| {
-        klog!("{{literal}} {{{}}} }}{{", v);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!("{{literal}} {{{}}} }}{{", v)));
     assert_eq!(m.fmt, "{{literal}} {{{0}}} }}{{");
     let m = meta_of(|| {
-        let line = line!();
-        klog!(
+        line_of!(klog!(
             "tab\t\u{e9}\x41\\ \"q\" \
                {}",
             v
-        );
-        line
+        ))
     });
     assert_eq!(m.fmt, "tab\té\x41\\ \"q\" {0}");
-    let m = meta_of(|| {
-        klog!(r#"raw "{}" \n"#, v);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!(r#"raw "{}" \n"#, v)));
     assert_eq!(m.fmt, r#"raw "{0}" \n"#);
 }
 
 #[test]
 fn no_arguments() {
-    let m = meta_of(|| {
-        klog!("plain text");
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!("plain text")));
     assert_eq!(m.fmt, "plain text");
     assert_eq!(m.n_args, 0);
-    let m = meta_of(|| {
-        klog!("");
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!("")));
     assert_eq!(m.fmt, "");
     assert_eq!(m.n_args, 0);
 }
 
 #[test]
 fn levels_kinds_and_location() {
-    let m = meta_of(|| {
-        klog!(Level::Warn, "w");
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog!(Level::Warn, "w")));
     assert_eq!(m.level, Level::Warn);
-    let m = meta_of(|| {
-        klog_error!("e {}", 1u8);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog_error!("e {}", 1u8)));
     assert_eq!((m.level, m.fmt, m.n_args), (Level::Error, "e {0}", 1));
-    let m = meta_of(|| {
-        klog_warn!("w");
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog_warn!("w")));
     assert_eq!(m.level, Level::Warn);
-    let m = meta_of(|| {
-        klog_debug!("d");
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog_debug!("d")));
     assert_eq!(m.level, Level::Debug);
-    let m = meta_of(|| {
-        klog_trace!("t",);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog_trace!("t",)));
     assert_eq!(m.level, Level::Trace);
     let bytes = [1u8, 2, 3];
-    let m = meta_of(|| {
-        klog_raw!(bytes);
-        line!()
-    });
+    let m = meta_of(|| line_of!(klog_raw!(bytes)));
     assert_eq!(m.kind, klog::__private::Kind::Raw);
     assert_eq!((m.fmt, m.n_args, m.level), ("", 0, Level::Info));
     // Through a user macro: the location is the user's statement.
     macro_rules! my_log {
         ($($t:tt)*) => { klog!($($t)*) };
     }
-    let m = meta_of(|| {
-        my_log!("via {}", 1u8);
-        line!()
-    });
+    let m = meta_of(|| line_of!(my_log!("via {}", 1u8)));
     assert_eq!((m.fmt, m.file), ("via {0}", file!()));
     mod inner {
         pub fn log() -> u32 {
-            klog::klog!("in a module");
-            line!()
+            line_of!(klog::klog!("in a module"))
         }
     }
     let m = meta_of(inner::log);
@@ -260,7 +220,7 @@ fn levels_kinds_and_location() {
 #[test]
 fn sixteen_arguments() {
     let m = meta_of(|| {
-        klog!(
+        line_of!(klog!(
             "{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}",
             0u8,
             1u8,
@@ -278,8 +238,7 @@ fn sixteen_arguments() {
             13u8,
             14u8,
             15u8
-        );
-        line!()
+        ))
     });
     assert_eq!(m.n_args, 16);
     assert_eq!(
@@ -293,8 +252,7 @@ fn arguments_are_passed_in_final_order() {
     let (a, c) = (1u8, "cap");
     let mut line = 0;
     let cap = capture(|| {
-        klog!("{c} {n} {} {0} {n}", a, n = -2i32);
-        line = line!();
+        line = line_of!(klog!("{c} {n} {} {0} {n}", a, n = -2i32));
     });
     let ev = events(&cap);
     assert_eq!(
@@ -367,12 +325,9 @@ fn raw_records_bytes() {
     let v: Vec<u8> = vec![9, 8, 7];
     let mut lines = [0; 3];
     let cap = capture(|| {
-        klog_raw!(v);
-        lines[0] = line!();
-        klog_raw!(&[1u8, 2][..]);
-        lines[1] = line!();
-        klog_raw!("text");
-        lines[2] = line!();
+        lines[0] = line_of!(klog_raw!(v));
+        lines[1] = line_of!(klog_raw!(&[1u8, 2][..]));
+        lines[2] = line_of!(klog_raw!("text"));
     });
     let raws = cap.raws.lock().unwrap().clone();
     assert_eq!(

@@ -25,9 +25,11 @@
 //!   and every byte copied is a scheduling point, so the writer can run in the middle of a copy
 //!   (torn copies, slot reuse while a reader still copies).
 //!
-//! Every message is `MSG` bytes all equal to its sequence number (1, 2, ...), so a torn message
-//! (mixed values), a zero byte (unwritten memory), a duplicate or a skip is visible in the
-//! concatenated output.
+//! Message `v` (1, 2, ...) is [`msg_len`]`(v)` bytes all equal to `v`, 2 and 3 bytes alternately
+//! in 4-byte sub-buffers: every message after the first switches sub-buffers, and consecutive
+//! sub-buffers end at different offsets, so pairing one sub-buffer's `produced` with another's
+//! `offset` reads too much or too little. A torn message (mixed values), a zero byte (unwritten
+//! memory or padding), a duplicate or a skip is visible in the concatenated output.
 #![cfg(loom)]
 
 use std::ptr::NonNull;
@@ -43,9 +45,23 @@ use relay::core::{
 };
 use relay::{Geometry, Poll};
 
-/// Length of every message. With `subbuf_size == 4` each sub-buffer holds exactly one message
-/// followed by one byte of padding.
-const MSG: usize = 3;
+/// Sub-buffer size of every model.
+const SUBBUF: usize = 4;
+
+/// Length of message `v`: odd messages are 2 bytes, even ones 3, so two consecutive messages
+/// never fit one sub-buffer together.
+fn msg_len(v: u8) -> usize {
+    if v % 2 == 1 {
+        2
+    } else {
+        3
+    }
+}
+
+/// The bytes of message `v`.
+fn msg(v: u8) -> Vec<u8> {
+    vec![v; msg_len(v)]
+}
 
 /// Runs `f` under loom with the given preemption bound (unless `LOOM_MAX_PREEMPTIONS` is set).
 fn model<F>(preemptions: usize, f: F)
@@ -167,7 +183,7 @@ impl Fixture {
     /// Plain write of message `v`. Caller: the single writer thread.
     fn write_plain<E: Env>(&self, env: &E, v: u8) -> bool {
         // SAFETY: each model has exactly one writer thread.
-        unsafe { self.buf.write(env, &[v; MSG]) }
+        unsafe { self.buf.write(env, &msg(v)) }
     }
 
     /// Write of message `v` that also stores every byte into the shadow (Relaxed), between
@@ -175,7 +191,7 @@ impl Fixture {
     fn write_shadow<E: Env>(&self, env: &E, v: u8) -> bool {
         // SAFETY: each model has exactly one writer thread.
         unsafe {
-            self.buf.write_with(env, MSG, |slot| {
+            self.buf.write_with(env, msg_len(v), |slot| {
                 let off = self.data_offset(slot.as_ptr());
                 for (i, b) in slot.iter_mut().enumerate() {
                     *b = v;
@@ -290,36 +306,27 @@ impl<C: Callbacks> Env for WakeEnv<'_, C> {
 
 /// The bytes of messages `vals`, in order.
 fn stream(vals: &[u8]) -> Vec<u8> {
-    vals.iter().flat_map(|&v| [v; MSG]).collect()
-}
-
-/// No-overwrite mode: the reader got exactly the accepted messages, in order.
-fn check_exact(got: &[u8], accepted: &[u8]) {
-    assert_eq!(
-        got,
-        &stream(accepted)[..],
-        "reader output != accepted messages {accepted:?} (duplicate, skip or torn message)"
-    );
+    vals.iter().flat_map(|&v| msg(v)).collect()
 }
 
 /// Overwrite mode: the output is whole, untorn messages, each one written, strictly increasing.
 /// Returns the message values.
 fn check_messages(got: &[u8], written: u8) -> Vec<u8> {
-    assert_eq!(got.len() % MSG, 0, "partial message in {got:?}");
-    let vals: Vec<u8> = got
-        .chunks(MSG)
-        .map(|m| {
-            assert!(
-                m.iter().all(|&b| b == m[0]),
-                "torn message {m:?} in {got:?}"
-            );
-            assert!(
-                (1..=written).contains(&m[0]),
-                "message {m:?} was never written ({got:?})"
-            );
-            m[0]
-        })
-        .collect();
+    let mut vals = Vec::new();
+    let mut rest = got;
+    while let Some(&v) = rest.first() {
+        assert!(
+            (1..=written).contains(&v),
+            "byte {v} is no message written ({got:?})"
+        );
+        let len = msg_len(v);
+        assert!(
+            rest.len() >= len && rest[..len].iter().all(|&b| b == v),
+            "torn or partial message {v} in {got:?}"
+        );
+        vals.push(v);
+        rest = &rest[len..];
+    }
     assert!(
         vals.windows(2).all(|w| w[0] < w[1]),
         "messages duplicated or out of order: {vals:?}"
@@ -384,7 +391,7 @@ impl Scenario {
 
     /// Runs the scenario in one loom execution and checks the result.
     fn run(self) {
-        let fx = Fixture::new(4, self.n_subbufs, &callbacks(self.overwrite));
+        let fx = Fixture::new(SUBBUF, self.n_subbufs, &callbacks(self.overwrite));
         let mut accepted = Vec::new();
         for v in 1..=self.pre {
             if self.write(&fx, v) {
@@ -436,7 +443,11 @@ impl Scenario {
                 "reader output != accepted messages {accepted:?} in {self:?}"
             );
             assert_eq!(stats.dropped_msgs, total - accepted.len());
-            assert_eq!(stats.dropped_bytes, (total - accepted.len()) * MSG);
+            let dropped_bytes: usize = (1..=self.total())
+                .filter(|v| !accepted.contains(v))
+                .map(msg_len)
+                .sum();
+            assert_eq!(stats.dropped_bytes, dropped_bytes);
             assert_eq!(stats.lapped_subbufs, 0, "lap in no-overwrite mode");
             assert_eq!(stats.torn_reads, 0, "torn copy in no-overwrite mode");
         }
@@ -483,6 +494,13 @@ fn env_num(k: &str, d: usize) -> usize {
 }
 
 #[test]
+fn exp_mmap() {
+    let r = env_num("ROUNDS", 1);
+    let m = env_num("MSGS", 3) as u8;
+    model(2, move || mmap_model(r, m));
+}
+
+#[test]
 fn exp_scenario() {
     let reads: &'static [usize] = match env_num("READS", 1) {
         1 => &[64],
@@ -503,55 +521,56 @@ fn exp_scenario() {
 }
 
 /// The mmap consumer: a reader that copies complete sub-buffers straight from the mapping
-/// (readiness from `poll`, length from `padding_of`) and hands them back with
-/// `subbufs_consumed(1)` (relay's `relay_subbufs_consumed`), racing the writer's `buf_full`.
-#[test]
-fn consume_mmap_subbufs_consumed_vs_buf_full() {
-    model(2, || {
-        let env = NoWake(&NoOverwrite);
-        let fx = Fixture::new(4, 1, &env);
-        let size = fx.buf.geometry().subbuf_size();
-        let n = fx.buf.geometry().n_subbufs();
+/// (readiness from `stats()`, whose `subbufs_produced` comes from the seqlock snapshot; length
+/// from `padding_of`) and hands them back with `subbufs_consumed(1)` (relay's
+/// `relay_subbufs_consumed`), racing the writer's `buf_full` on a single sub-buffer: message 2 is
+/// refused, message 3 reuses the slot iff the consumer released it in time.
+fn mmap_model(rounds: usize, msgs: u8) {
+    let env = NoWake(&NoOverwrite);
+    let fx = Fixture::new(SUBBUF, 1, &env);
+    assert!(fx.write_shadow(&env, 1));
+    let n = fx.buf.geometry().n_subbufs();
 
-        let writer = {
-            let fx = fx.clone();
-            thread::spawn(move || {
-                let env = NoWake(&NoOverwrite);
-                let mut accepted = Vec::new();
-                for v in 1..=3u8 {
-                    if fx.write_shadow(&env, v) {
-                        accepted.push(v);
-                    }
+    let writer = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let env = NoWake(&NoOverwrite);
+            let mut accepted = vec![1];
+            for v in 2..=msgs {
+                if fx.write_shadow(&env, v) {
+                    accepted.push(v);
                 }
-                fx.flush(&env);
-                accepted
-            })
-        };
-        let reader = {
-            let fx = fx.clone();
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                for _ in 0..2 {
-                    if fx.buf.poll() != Poll::Readable {
-                        continue;
-                    }
-                    let consumed = fx.buf.stats().subbufs_consumed;
-                    let slot = consumed % n;
-                    let len = size - fx.buf.padding_of(slot).unwrap();
-                    for i in 0..len {
-                        got.push(fx.shadow[slot * size + i].load(Ordering::Relaxed));
-                    }
-                    // SAFETY: the only reader thread.
-                    unsafe { fx.buf.subbufs_consumed(1) };
+            }
+            fx.flush(&env);
+            accepted
+        })
+    };
+    let reader = {
+        let fx = fx.clone();
+        thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..rounds {
+                let stats = fx.buf.stats();
+                if stats.subbufs_produced == stats.subbufs_consumed {
+                    continue;
                 }
-                got
-            })
-        };
-        let accepted = writer.join().unwrap();
-        let mut got = reader.join().unwrap();
-        got.extend(fx.read_shadow(64));
-        check_exact(&got, &accepted);
-    });
+                let slot = stats.subbufs_consumed % n;
+                let len = SUBBUF - fx.buf.padding_of(slot).unwrap();
+                for i in 0..len {
+                    got.push(fx.shadow[slot * SUBBUF + i].load(Ordering::Relaxed));
+                }
+                // SAFETY: the only reader thread.
+                unsafe { fx.buf.subbufs_consumed(1) };
+            }
+            got
+        })
+    };
+    let accepted = writer.join().unwrap();
+    let mut got = reader.join().unwrap();
+    got.extend(fx.read_shadow(64));
+    assert_eq!(got, stream(&accepted), "accepted {accepted:?}");
+    let stats = fx.buf.stats();
+    assert_eq!(stats.dropped_msgs, usize::from(msgs) - accepted.len());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -570,7 +589,7 @@ fn wait_readable(fx: &Fixture) -> Poll {
 #[test]
 fn wakeup_no_lost_wakeup() {
     model(3, || {
-        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
         let writer = {
             let fx = fx.clone();
             thread::spawn(move || {
@@ -601,7 +620,7 @@ fn wakeup_no_lost_wakeup() {
 #[test]
 fn wakeup_twice() {
     model(2, || {
-        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
         let writer = {
             let fx = fx.clone();
             thread::spawn(move || {
@@ -618,7 +637,7 @@ fn wakeup_twice() {
             let fx = fx.clone();
             thread::spawn(move || {
                 let mut got = Vec::new();
-                while got.len() < 2 * MSG {
+                while got.len() < stream(&[1, 2]).len() {
                     assert_eq!(wait_readable(&fx), Poll::Readable);
                     got.extend(fx.read_plain(64));
                 }
@@ -636,7 +655,7 @@ fn wakeup_twice() {
 #[test]
 fn wakeup_close_wakes_waiter() {
     model(3, || {
-        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
         let closer = {
             let fx = fx.clone();
             thread::spawn(move || {
@@ -658,7 +677,7 @@ fn wakeup_close_wakes_waiter() {
 #[test]
 fn wakeup_produce_and_close() {
     model(2, || {
-        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
         let writer = {
             let fx = fx.clone();
             thread::spawn(move || {
@@ -699,7 +718,7 @@ fn wakeup_produce_and_close() {
 #[should_panic(expected = "deadlock")]
 fn wakeup_control_missing_notify_deadlocks() {
     model(2, || {
-        let fx = Fixture::new(4, 2, &NoWake(&NoOverwrite));
+        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
         let writer = {
             let fx = fx.clone();
             thread::spawn(move || {

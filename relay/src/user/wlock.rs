@@ -52,8 +52,8 @@ impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
         self.word.store(0, Ordering::Release);
         if let Some(prev) = self.prev {
-            // Ignoring a failure is fine: it only happens during thread teardown.
-            let _ = THREAD.try_with(|t| t.held.set(prev));
+            // `ThreadState` has no destructor, so the thread-local is always accessible.
+            THREAD.with(|t| t.held.set(prev));
         }
     }
 }
@@ -68,7 +68,7 @@ pub enum Acquired<'a> {
 }
 
 /// This thread's token and the lock it holds, if the word still carries the token.
-#[inline]
+#[inline(always)]
 fn thread() -> (usize, *const AtomicUsize, bool) {
     THREAD.with(|t| {
         let token = t as *const ThreadState as usize;
@@ -80,6 +80,7 @@ fn thread() -> (usize, *const AtomicUsize, bool) {
     })
 }
 
+#[inline(always)]
 fn set_held(word: *const AtomicUsize) {
     THREAD.with(|t| t.held.set(word));
 }

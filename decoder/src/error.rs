@@ -1,0 +1,88 @@
+//! Errors that stop a decode (everything else is a warning in [`crate::Stats`]).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why a trace cannot be decoded at all.
+#[derive(Debug)]
+pub enum Error {
+    /// Reading a file or directory failed.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Writing the output failed.
+    Output(io::Error),
+    /// The path is not a directory.
+    NotADirectory(PathBuf),
+    /// The directory is empty.
+    EmptyDir(PathBuf),
+    /// The directory has no `metadata` file.
+    MissingMetadata {
+        /// The directory.
+        dir: PathBuf,
+        /// Some of the names found in it.
+        found: Vec<String>,
+    },
+    /// The metadata stream is empty.
+    EmptyMetadata,
+    /// The metadata stream does not start with a klog header record.
+    NotKlogMetadata(String),
+    /// The trace is of a format version this decoder does not know.
+    UnsupportedVersion {
+        /// The version in the trace.
+        found: u16,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Output(e) => write!(f, "writing output: {e}"),
+            Error::NotADirectory(p) => write!(
+                f,
+                "{}: not a directory (pass the trace directory holding `metadata` and cpu0..)",
+                p.display()
+            ),
+            Error::EmptyDir(p) => write!(
+                f,
+                "{}: empty directory, not a klog trace (expected `metadata` and cpu0..)",
+                p.display()
+            ),
+            Error::MissingMetadata { dir, found } => {
+                write!(
+                    f,
+                    "{}: no `metadata` file, not a klog trace directory",
+                    dir.display()
+                )?;
+                if !found.is_empty() {
+                    write!(f, " (found: {}", found.join(", "))?;
+                    f.write_str(")")?;
+                }
+                Ok(())
+            }
+            Error::EmptyMetadata => {
+                f.write_str("the metadata stream is empty (the trace was never opened?)")
+            }
+            Error::NotKlogMetadata(why) => write!(f, "not a klog metadata stream: {why}"),
+            Error::UnsupportedVersion { found } => write!(
+                f,
+                "unsupported klog trace format version {found} (this decoder reads version {})",
+                klog::wire::VERSION
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } | Error::Output(source) => Some(source),
+            _ => None,
+        }
+    }
+}

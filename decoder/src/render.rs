@@ -1,0 +1,410 @@
+//! Formats a stored format string with decoded values, honouring the full spec (fill/align,
+//! sign, `#`, `0`, width, precision, the `?`/`x`/`X`/`b`/`o`/`e`/`E` types).
+//!
+//! Rust takes format specs only at compile time, so each value is formatted here the way
+//! `core::fmt` does it: the digits come from Rust's own formatting of the bare value (with a
+//! runtime precision where it applies), and the sign, prefix and padding rules of
+//! `Formatter::pad`, `pad_integral` and `pad_formatted_parts` are reimplemented on top. The tests
+//! compare the result with `format!` for the same literal spec.
+//!
+//! Where the wire loses information Rust would have used:
+//! * signed integers (tag 3) do not carry their width; `{:x}`, `{:b}`, `{:o}` of a negative
+//!   value print its 64-bit two's complement (128-bit if it does not fit 64 bits);
+//! * a type a value cannot have in Rust (`{:x}` on a string, say: only reachable with corrupt
+//!   metadata) falls back to `Display`.
+
+use std::fmt::{self, Write};
+
+use klog::fmtspec::{Align, ArgRef, FmtType, Parser, Piece, Sign, Spec};
+
+use crate::value::Value;
+
+/// A parsed format string, ready to render many events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    segs: Vec<Seg>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Lit(String),
+    Arg { index: usize, spec: Spec },
+    /// `{name}`: a stored format string is normalised to indices, so this is not expected.
+    Name(String),
+    /// The unparseable rest of the string, output verbatim.
+    Bad(String),
+}
+
+impl Template {
+    /// Parses `fmt`; a parse error keeps the pieces before it and the rest verbatim.
+    pub fn parse(fmt: &str) -> Template {
+        let mut segs: Vec<Seg> = Vec::new();
+        let mut error = None;
+        let mut next = 0usize;
+        for piece in Parser::new(fmt) {
+            match piece {
+                Ok(Piece::Lit(s)) => match segs.last_mut() {
+                    Some(Seg::Lit(l)) => l.push_str(s),
+                    _ => segs.push(Seg::Lit(s.to_owned())),
+                },
+                Ok(Piece::Placeholder(p)) => segs.push(match p.arg {
+                    ArgRef::Index(index) => Seg::Arg {
+                        index,
+                        spec: p.spec,
+                    },
+                    ArgRef::Next => {
+                        next += 1;
+                        Seg::Arg {
+                            index: next - 1,
+                            spec: p.spec,
+                        }
+                    }
+                    ArgRef::Name(n) => {
+                        error.get_or_insert_with(|| format!("named argument `{n}`"));
+                        Seg::Name(n.to_owned())
+                    }
+                }),
+                Err(e) => {
+                    error = Some(e.to_string());
+                    segs.push(Seg::Bad(
+                        fmt.get(e.placeholder..).unwrap_or_default().to_owned(),
+                    ));
+                }
+            }
+        }
+        Template { segs, error }
+    }
+
+    /// Why the format string is not fully usable, if it is not.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// Number of arguments the template uses (highest index + 1).
+    pub fn arg_count(&self) -> usize {
+        self.segs
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Arg { index, .. } => Some(index + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Appends the message to `out`. Returns `false` if the format string is bad or an argument
+    /// is missing (the output then shows what it could, with `<missing arg N>` markers).
+    pub fn render_into(&self, values: &[Value], out: &mut String) -> bool {
+        let mut ok = self.error.is_none();
+        for seg in &self.segs {
+            match seg {
+                Seg::Lit(s) | Seg::Bad(s) => out.push_str(s),
+                Seg::Arg { index, spec } => match values.get(*index) {
+                    Some(v) => format_value(out, v, spec),
+                    None => {
+                        ok = false;
+                        let _ = write!(out, "<missing arg {index}>");
+                    }
+                },
+                Seg::Name(n) => {
+                    let _ = write!(out, "{{{n}}}");
+                }
+            }
+        }
+        ok
+    }
+
+    /// The message.
+    pub fn render(&self, values: &[Value]) -> String {
+        let mut s = String::new();
+        self.render_into(values, &mut s);
+        s
+    }
+}
+
+/// Renders `fmt` with `values` (parse, then [`Template::render`]).
+pub fn render(fmt: &str, values: &[Value]) -> String {
+    Template::parse(fmt).render(values)
+}
+
+/// Appends one value formatted with `spec`.
+pub fn format_value(out: &mut String, v: &Value, spec: &Spec) {
+    match v {
+        Value::U8(x) => int(out, spec, Int::U(u128::from(*x))),
+        Value::Unsigned(x) => int(out, spec, Int::U(*x)),
+        Value::I8(x) => int(out, spec, Int::I(i128::from(*x), 8)),
+        Value::Signed(x) => {
+            let bits = if i64::try_from(*x).is_ok() { 64 } else { 128 };
+            int(out, spec, Int::I(*x, bits))
+        }
+        Value::F32(x) => float(out, spec, *x),
+        Value::F64(x) => float(out, spec, *x),
+        Value::Bool(b) => pad_str(out, spec, if *b { "true" } else { "false" }),
+        Value::Char(c) => {
+            if spec.ty == FmtType::Debug {
+                let _ = write!(out, "{c:?}");
+            } else {
+                pad_str(out, spec, c.encode_utf8(&mut [0u8; 4]))
+            }
+        }
+        Value::Str(s) => {
+            if spec.ty == FmtType::Debug {
+                // `Debug for str` ignores width and precision.
+                let _ = write!(out, "{s:?}");
+            } else {
+                pad_str(out, spec, s)
+            }
+        }
+        Value::Bytes(b) => bytes_debug(out, spec, b),
+        Value::User(b) => {
+            out.push_str("<user ");
+            hex(out, b);
+            out.push('>');
+        }
+    }
+}
+
+/// Lower-case hex of `b`, no separators.
+pub(crate) fn hex(out: &mut String, b: &[u8]) {
+    for x in b {
+        let _ = write!(out, "{x:02x}");
+    }
+}
+
+fn fill(out: &mut String, c: char, n: usize) {
+    out.extend(std::iter::repeat_n(c, n));
+}
+
+/// (pre, post) padding for `n` fill characters (`Formatter::padding`).
+fn padding(align: Option<Align>, default: Align, n: usize) -> (usize, usize) {
+    match align.unwrap_or(default) {
+        Align::Left => (0, n),
+        Align::Right => (n, 0),
+        Align::Center => (n / 2, n.div_ceil(2)),
+    }
+}
+
+fn pad_with(out: &mut String, spec: &Spec, default: Align, n: usize, body: impl FnOnce(&mut String)) {
+    let (pre, post) = padding(spec.align, default, n);
+    fill(out, spec.fill, pre);
+    body(out);
+    fill(out, spec.fill, post);
+}
+
+/// `Formatter::pad`: precision truncates (in chars), width pads (default left); `0` is ignored.
+fn pad_str(out: &mut String, spec: &Spec, s: &str) {
+    let s = match spec.precision {
+        Some(p) => match s.char_indices().nth(p) {
+            Some((i, _)) => &s[..i],
+            None => s,
+        },
+        None => s,
+    };
+    match spec.width {
+        Some(w) => {
+            let n = s.chars().count();
+            if n >= w {
+                out.push_str(s)
+            } else {
+                pad_with(out, spec, Align::Left, w - n, |o| o.push_str(s))
+            }
+        }
+        None => out.push_str(s),
+    }
+}
+
+/// `Formatter::pad_integral`: sign, `#` prefix, `0` (sign-aware zero padding) or fill/align
+/// (default right). Precision is ignored.
+fn pad_integral(out: &mut String, spec: &Spec, nonneg: bool, prefix: &str, digits: &str) {
+    let sign = if !nonneg {
+        Some('-')
+    } else if spec.sign == Some(Sign::Plus) {
+        Some('+')
+    } else {
+        None
+    };
+    let prefix = if spec.alternate { prefix } else { "" };
+    let len = digits.len() + usize::from(sign.is_some()) + prefix.chars().count();
+    let head = |o: &mut String| {
+        if let Some(s) = sign {
+            o.push(s);
+        }
+        o.push_str(prefix);
+    };
+    match spec.width {
+        Some(w) if len < w => {
+            if spec.zero {
+                head(out);
+                fill(out, '0', w - len);
+                out.push_str(digits);
+            } else {
+                pad_with(out, spec, Align::Right, w - len, |o| {
+                    head(o);
+                    o.push_str(digits);
+                })
+            }
+        }
+        _ => {
+            head(out);
+            out.push_str(digits);
+        }
+    }
+}
+
+/// `Formatter::pad_formatted_parts` (floats, integer exponents): with `0` the sign goes first
+/// and zeros fill to the width; else fill/align (default right).
+fn pad_parts(out: &mut String, spec: &Spec, sign: &str, body: &str) {
+    let Some(mut w) = spec.width else {
+        out.push_str(sign);
+        out.push_str(body);
+        return;
+    };
+    let mut sign = sign;
+    let (fill_c, align) = if spec.zero {
+        out.push_str(sign);
+        w = w.saturating_sub(sign.len());
+        sign = "";
+        ('0', Some(Align::Right))
+    } else {
+        (spec.fill, spec.align)
+    };
+    let len = sign.len() + body.len();
+    if w <= len {
+        out.push_str(sign);
+        out.push_str(body);
+    } else {
+        let (pre, post) = padding(align, Align::Right, w - len);
+        fill(out, fill_c, pre);
+        out.push_str(sign);
+        out.push_str(body);
+        fill(out, fill_c, post);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Int {
+    U(u128),
+    /// A signed value and the width its two's complement is shown in.
+    I(i128, u32),
+}
+
+fn int(out: &mut String, spec: &Spec, n: Int) {
+    let (nonneg, mag) = match n {
+        Int::U(u) => (true, u),
+        Int::I(i, _) => (i >= 0, i.unsigned_abs()),
+    };
+    let twos = match n {
+        Int::U(u) => u,
+        Int::I(i, bits) if bits < 128 => (i as u128) & ((1u128 << bits) - 1),
+        Int::I(i, _) => i as u128,
+    };
+    match spec.ty {
+        FmtType::Display | FmtType::Debug => pad_integral(out, spec, nonneg, "", &mag.to_string()),
+        FmtType::LowerHex => pad_integral(out, spec, true, "0x", &format!("{twos:x}")),
+        FmtType::UpperHex => pad_integral(out, spec, true, "0x", &format!("{twos:X}")),
+        FmtType::Binary => pad_integral(out, spec, true, "0b", &format!("{twos:b}")),
+        FmtType::Octal => pad_integral(out, spec, true, "0o", &format!("{twos:o}")),
+        FmtType::LowerExp | FmtType::UpperExp => {
+            let sign = if !nonneg {
+                "-"
+            } else if spec.sign == Some(Sign::Plus) {
+                "+"
+            } else {
+                ""
+            };
+            let upper = spec.ty == FmtType::UpperExp;
+            let body = match (spec.precision, upper) {
+                (None, false) => format!("{mag:e}"),
+                (None, true) => format!("{mag:E}"),
+                (Some(p), false) => format!("{mag:.p$e}"),
+                (Some(p), true) => format!("{mag:.p$E}"),
+            };
+            pad_parts(out, spec, sign, &body)
+        }
+    }
+}
+
+trait Float: Copy + fmt::Display + fmt::Debug + fmt::LowerExp + fmt::UpperExp {
+    fn magnitude(self) -> Self;
+    fn nan(self) -> bool;
+    fn negative(self) -> bool;
+}
+
+impl Float for f32 {
+    fn magnitude(self) -> Self {
+        self.abs()
+    }
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
+    fn negative(self) -> bool {
+        self.is_sign_negative()
+    }
+}
+
+impl Float for f64 {
+    fn magnitude(self) -> Self {
+        self.abs()
+    }
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
+    fn negative(self) -> bool {
+        self.is_sign_negative()
+    }
+}
+
+fn float<F: Float>(out: &mut String, spec: &Spec, x: F) {
+    let sign = if x.nan() {
+        ""
+    } else if x.negative() {
+        "-"
+    } else if spec.sign == Some(Sign::Plus) {
+        "+"
+    } else {
+        ""
+    };
+    let a = x.magnitude();
+    let body = match (spec.ty, spec.precision) {
+        (FmtType::Debug, None) => format!("{a:?}"),
+        (FmtType::Debug, Some(p)) => format!("{a:.p$?}"),
+        (FmtType::LowerExp, None) => format!("{a:e}"),
+        (FmtType::LowerExp, Some(p)) => format!("{a:.p$e}"),
+        (FmtType::UpperExp, None) => format!("{a:E}"),
+        (FmtType::UpperExp, Some(p)) => format!("{a:.p$E}"),
+        (_, None) => format!("{a}"),
+        (_, Some(p)) => format!("{a:.p$}"),
+    };
+    pad_parts(out, spec, sign, &body)
+}
+
+/// `Debug for [u8]`: a list whose elements get the whole spec; `#` is the pretty form.
+fn bytes_debug(out: &mut String, spec: &Spec, b: &[u8]) {
+    let elem = Spec {
+        ty: FmtType::Debug,
+        ..*spec
+    };
+    if spec.alternate {
+        if b.is_empty() {
+            out.push_str("[]");
+            return;
+        }
+        out.push_str("[\n");
+        for x in b {
+            out.push_str("    ");
+            int(out, &elem, Int::U(u128::from(*x)));
+            out.push_str(",\n");
+        }
+        out.push(']');
+    } else {
+        out.push('[');
+        for (i, x) in b.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            int(out, &elem, Int::U(u128::from(*x)));
+        }
+        out.push(']');
+    }
+}

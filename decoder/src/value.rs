@@ -1,0 +1,119 @@
+//! Argument values, decoded with the real `postcard` crate by type tag (docs/FORMAT.md,
+//! "Argument encoding").
+
+use std::fmt;
+
+use klog::ArgType;
+use serde::Deserialize;
+
+/// One decoded argument.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Tag 0: `u8`.
+    U8(u8),
+    /// Tag 1: `u16`..`u128`, `usize` (the width is not on the wire).
+    Unsigned(u128),
+    /// Tag 2: `i8`.
+    I8(i8),
+    /// Tag 3: `i16`..`i128`, `isize` (the width is not on the wire).
+    Signed(i128),
+    /// Tag 4.
+    F32(f32),
+    /// Tag 5.
+    F64(f64),
+    /// Tag 6.
+    Bool(bool),
+    /// Tag 7.
+    Char(char),
+    /// Tag 8: `&str`.
+    Str(String),
+    /// Tag 9: `&[u8]`.
+    Bytes(Vec<u8>),
+    /// Tag 10: a user type's own postcard encoding (opaque to the decoder).
+    User(Vec<u8>),
+}
+
+impl Value {
+    /// The wire type tag of the value.
+    pub fn arg_type(&self) -> ArgType {
+        match self {
+            Value::U8(_) => ArgType::U8,
+            Value::Unsigned(_) => ArgType::Unsigned,
+            Value::I8(_) => ArgType::I8,
+            Value::Signed(_) => ArgType::Signed,
+            Value::F32(_) => ArgType::F32,
+            Value::F64(_) => ArgType::F64,
+            Value::Bool(_) => ArgType::Bool,
+            Value::Char(_) => ArgType::Char,
+            Value::Str(_) => ArgType::Str,
+            Value::Bytes(_) => ArgType::Bytes,
+            Value::User(_) => ArgType::User,
+        }
+    }
+}
+
+/// `{}` formatting (what `render` produces for a default spec).
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        crate::render::format_value(&mut s, self, &klog::fmtspec::Spec::DEFAULT);
+        f.write_str(&s)
+    }
+}
+
+/// An argument that did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError {
+    /// Index of the argument.
+    pub index: usize,
+    /// Its type.
+    pub ty: ArgType,
+    /// postcard's error.
+    pub error: postcard::Error,
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "argument {} ({:?}) does not decode: {}",
+            self.index, self.ty, self.error
+        )
+    }
+}
+
+fn take<'a, T: Deserialize<'a>>(b: &'a [u8]) -> postcard::Result<(T, &'a [u8])> {
+    postcard::take_from_bytes::<T>(b)
+}
+
+/// Decodes one value of type `ty` from the front of `b`; returns it and the rest.
+pub fn decode_value(ty: ArgType, b: &[u8]) -> postcard::Result<(Value, &[u8])> {
+    Ok(match ty {
+        ArgType::U8 => take::<u8>(b).map(|(v, r)| (Value::U8(v), r))?,
+        ArgType::Unsigned => take::<u128>(b).map(|(v, r)| (Value::Unsigned(v), r))?,
+        ArgType::I8 => take::<i8>(b).map(|(v, r)| (Value::I8(v), r))?,
+        ArgType::Signed => take::<i128>(b).map(|(v, r)| (Value::Signed(v), r))?,
+        ArgType::F32 => take::<f32>(b).map(|(v, r)| (Value::F32(v), r))?,
+        ArgType::F64 => take::<f64>(b).map(|(v, r)| (Value::F64(v), r))?,
+        ArgType::Bool => take::<bool>(b).map(|(v, r)| (Value::Bool(v), r))?,
+        ArgType::Char => take::<char>(b).map(|(v, r)| (Value::Char(v), r))?,
+        ArgType::Str => take::<&str>(b).map(|(v, r)| (Value::Str(v.to_owned()), r))?,
+        ArgType::Bytes => take::<&[u8]>(b).map(|(v, r)| (Value::Bytes(v.to_vec()), r))?,
+        ArgType::User => take::<&[u8]>(b).map(|(v, r)| (Value::User(v.to_vec()), r))?,
+    })
+}
+
+/// Decodes the arguments of an event: one value per type, in order. Returns the values and the
+/// bytes left over (a well-formed frame leaves none).
+pub fn decode_args<'a>(
+    types: &[ArgType],
+    mut b: &'a [u8],
+) -> Result<(Vec<Value>, &'a [u8]), ArgError> {
+    let mut out = Vec::with_capacity(types.len());
+    for (index, &ty) in types.iter().enumerate() {
+        let (v, rest) = decode_value(ty, b).map_err(|error| ArgError { index, ty, error })?;
+        out.push(v);
+        b = rest;
+    }
+    Ok((out, b))
+}
