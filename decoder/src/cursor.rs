@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(v(&[0]), Ok(0));
         assert_eq!(v(&[0x7f]), Ok(127));
         assert_eq!(v(&[0x80, 0x01]), Ok(128));
-        assert_eq!(v(&[0xff; 9].iter().copied().chain([1]).collect::<Vec<_>>()), Ok(u64::MAX));
+        assert_eq!(
+            v(&[0xff; 9].iter().copied().chain([1]).collect::<Vec<_>>()),
+            Ok(u64::MAX)
+        );
         assert_eq!(
             v(&[0xff; 9].iter().copied().chain([2]).collect::<Vec<_>>()),
             Err(ReadError::Overflow)

@@ -1,1 +1,46 @@
-//! klog-decode library: lands with the decoder issue.
+//! Decoder for klog traces (`docs/FORMAT.md`, version 1).
+//!
+//! A trace is a directory holding a `metadata` stream (header, clock references, callsite
+//! definitions) and one relay stream per CPU (`cpu0..cpuN-1`). The pipeline:
+//!
+//! * [`metadata::parse_metadata`] → [`Metadata`];
+//! * one [`CpuStream`] per CPU: an iterator of [`Record`]s (events, raw records, lost-event
+//!   notices) over a `read()` stream or an mmap snapshot, resynchronising after corruption;
+//! * [`Merge`] orders the streams' records by timestamp;
+//! * [`ClockConv`] turns raw timestamps into nanoseconds, [`Template`] renders format strings
+//!   with the decoded [`Value`]s, [`TextFormatter`] prints lines.
+//!
+//! [`Trace`] ties them together for a directory or bytes in memory; [`decode_dir`] and
+//! [`decode_to_text`] are the one-call entry points. Decoding never panics on bad input: what is
+//! wrong is counted in [`Stats`] as warnings; only a trace that cannot be read at all (no
+//! metadata, unknown version, ...) is an [`Error`]. Other outputs (JSON, Chrome trace) and
+//! follow mode consume [`Trace::records`] / [`CpuStream`] the same way [`TextFormatter`] does.
+#![warn(missing_docs)]
+
+mod cursor;
+pub mod error;
+pub mod merge;
+pub mod metadata;
+pub mod render;
+pub mod snapshot;
+pub mod stats;
+pub mod stream;
+pub mod text;
+pub mod timestamps;
+pub mod trace;
+pub mod value;
+
+pub use error::Error;
+pub use merge::{merge, Merge};
+pub use metadata::{
+    parse_metadata, Callsite, CallsiteKind, ClockRecord, ClockSource, Metadata, Mode, TraceHeader,
+};
+pub use render::{format_value, render, Template};
+pub use stats::{Stats, Warning, WarningKind};
+pub use stream::{decode_snapshot, decode_stream, CpuStream, Event, Lost, Payload, Record};
+pub use text::TextFormatter;
+pub use timestamps::{format_seconds, ClockConv};
+pub use trace::{
+    decode_bytes, decode_dir, decode_to_text, decode_to_text_with, Options, Records, Report, Trace,
+};
+pub use value::{decode_args, decode_value, ArgError, Value};

@@ -370,6 +370,23 @@ pub fn parse_metadata(data: &[u8], stats: &mut Stats) -> Result<Metadata, Error>
                                 ),
                             );
                         }
+                        if cs.kind == CallsiteKind::Fmt
+                            && cs.template.arg_count() > cs.arg_tags.len()
+                        {
+                            stats.warn(
+                                WarningKind::BadFormat,
+                                None,
+                                off,
+                                format_args!(
+                                    "callsite {}: format string {:?} uses {} arguments, the \
+                                     callsite has {}",
+                                    cs.id,
+                                    cs.fmt,
+                                    cs.template.arg_count(),
+                                    cs.arg_tags.len()
+                                ),
+                            );
+                        }
                         if let Some(e) = cs.template.error() {
                             stats.warn(
                                 WarningKind::BadFormat,

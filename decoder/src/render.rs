@@ -29,7 +29,10 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq)]
 enum Seg {
     Lit(String),
-    Arg { index: usize, spec: Spec },
+    Arg {
+        index: usize,
+        spec: Spec,
+    },
     /// `{name}`: a stored format string is normalised to indices, so this is not expected.
     Name(String),
     /// The unparseable rest of the string, output verbatim.
@@ -185,7 +188,13 @@ fn padding(align: Option<Align>, default: Align, n: usize) -> (usize, usize) {
     }
 }
 
-fn pad_with(out: &mut String, spec: &Spec, default: Align, n: usize, body: impl FnOnce(&mut String)) {
+fn pad_with(
+    out: &mut String,
+    spec: &Spec,
+    default: Align,
+    n: usize,
+    body: impl FnOnce(&mut String),
+) {
     let (pre, post) = padding(spec.align, default, n);
     fill(out, spec.fill, pre);
     body(out);

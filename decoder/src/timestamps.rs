@@ -35,9 +35,12 @@ impl ClockConv {
 
     /// The conversion for a trace's clock records; problems are warnings in `stats`.
     pub fn new(clocks: &[ClockRecord], stats: &mut Stats) -> ClockConv {
-        let mut warn = |msg: std::fmt::Arguments<'_>| stats.warn(WarningKind::Clock, None, None, msg);
+        let mut warn =
+            |msg: std::fmt::Arguments<'_>| stats.warn(WarningKind::Clock, None, None, msg);
         let (Some(first), Some(last)) = (clocks.first(), clocks.last()) else {
-            warn(format_args!("no clock record: raw timestamps shown as nanoseconds"));
+            warn(format_args!(
+                "no clock record: raw timestamps shown as nanoseconds"
+            ));
             return ClockConv::IDENTITY;
         };
         if let Some(c) = clocks.iter().find(|c| c.source != first.source) {
@@ -57,13 +60,16 @@ impl ClockConv {
             },
         };
         if first.ticks_per_sec == 0 && (clocks.len() < 2 || last.raw == first.raw) {
-            warn(format_args!("clock record with 0 ticks per second: raw timestamps shown as nanoseconds"));
+            warn(format_args!(
+                "clock record with 0 ticks per second: raw timestamps shown as nanoseconds"
+            ));
             return ClockConv::IDENTITY;
         }
         if clocks.len() < 2 || last.raw == first.raw {
             return rate(first);
         }
-        if (last.raw > first.raw) != (last.mono_ns > first.mono_ns) || last.mono_ns == first.mono_ns {
+        if (last.raw > first.raw) != (last.mono_ns > first.mono_ns) || last.mono_ns == first.mono_ns
+        {
             warn(format_args!(
                 "first and last clock records disagree (raw {}→{}, mono {}→{}); using the first's rate",
                 first.raw, last.raw, first.mono_ns, last.mono_ns

@@ -14,8 +14,8 @@
 //! * `PATH`: tokens naming the klog crate (`$crate`), emitted verbatim before `::__private::...`
 //!   and `::Level::...`;
 //! * `LEVEL`: `Error`, `Warn`, `Info`, `Debug` or `Trace`;
-//! * `KIND`: `fmt` (a `klog!` event) or `raw` (a `klog_raw!` statement: format string `""`,
-//!   exactly one argument, the bytes);
+//! * `KIND`: `fmt` (a `klog!` event), `raw` (a `klog_raw!` statement: format string `""`,
+//!   exactly one argument, the bytes) or `off` (a compiled-out `klog!`: checked, never run);
 //! * each `ARG` is parenthesised; `(name = expr)` is an explicit named argument.
 //!
 //! Any of them may arrive wrapped in invisible (`Delimiter::None`) groups, as `macro_rules!`
@@ -77,9 +77,15 @@ const MAX_ARGS: usize = 16;
 /// The arguments are evaluated once, only when the callsite is enabled. The dead branch checks
 /// types where the errors can point at the offending argument: `__klog_arg` that it implements
 /// `klog::Arg` (`emit`'s bound on the whole tuple would point at the whole statement), the
-/// `format_args!` every placeholder against its argument with rustc's own rules. The final argument list is: positional arguments in
-/// order, explicit named arguments in order, then identifiers captured from the caller's scope
-/// in order of first use; the stored `fmt` names every argument by its index in that list.
+/// `format_args!` every placeholder against its argument with rustc's own rules.
+///
+/// The final argument list is: positional arguments in order, explicit named arguments in
+/// order, then identifiers captured from the caller's scope in order of first use; the stored
+/// `fmt` names every argument by its index in that list.
+///
+/// For `off` (a compiled-out `klog!`, e.g. klog's `off` feature): the same checks and errors,
+/// and only `{ if false { match (&(q), &(x),) { __klog_args => { /* the checks */ } } } }`: no
+/// callsite, no runtime item but `$crate::Arg`, arguments never evaluated.
 ///
 /// For `raw`: `kind: Kind::Raw`, `fmt: ""`, `n_args: 0`, and the call is
 /// `$crate::__private::emit_raw(__klog_callsite, ::core::convert::AsRef::<[u8]>::as_ref(&(bytes)))`.
@@ -270,6 +276,8 @@ fn parse_arg(tokens: Vec<TokenTree>, fallback: Span) -> Arg {
 enum Kind {
     Fmt,
     Raw,
+    /// A compiled-out `klog!`: every check, no callsite, arguments never evaluated.
+    Off,
 }
 
 /// The parsed call.
@@ -287,7 +295,7 @@ const LEVELS: [&str; 5] = ["Error", "Warn", "Info", "Debug", "Trace"];
 fn parse_call(input: TokenStream) -> Result<Call, Errors> {
     let call_site = Span::call_site();
     let mut parts = split_commas(input).into_iter();
-    let usage = "klog_callsite!(PATH, LEVEL, fmt|raw, \"format\", (arg)...) expected";
+    let usage = "klog_callsite!(PATH, LEVEL, fmt|raw|off, \"format\", (arg)...) expected";
     let mut next = |what: &str| -> Result<(Vec<TokenTree>, Span), Errors> {
         match parts.next() {
             Some((t, _)) if !t.is_empty() => {
@@ -313,10 +321,11 @@ fn parse_call(input: TokenStream) -> Result<Call, Errors> {
     let kind = match kind.as_slice() {
         [TokenTree::Ident(i)] if i.to_string() == "fmt" => Kind::Fmt,
         [TokenTree::Ident(i)] if i.to_string() == "raw" => Kind::Raw,
+        [TokenTree::Ident(i)] if i.to_string() == "off" => Kind::Off,
         _ => {
             return Err(Errors::one(
                 kind_span,
-                format!("{usage}: kind must be `fmt` or `raw`"),
+                format!("{usage}: kind must be `fmt`, `raw` or `off`"),
             ))
         }
     };
@@ -442,7 +451,7 @@ struct Final {
 fn expand(input: TokenStream) -> Result<TokenStream, Errors> {
     let call = parse_call(input)?;
     match call.kind {
-        Kind::Fmt => expand_fmt(call),
+        Kind::Fmt | Kind::Off => expand_fmt(call),
         Kind::Raw => expand_raw(call),
     }
 }
@@ -658,17 +667,25 @@ fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
         Span::mixed_site(),
     ));
 
+    let checks = "
+        fn __klog_arg<T: __K_PATH::Arg + ?Sized>(_: &T) {}
+        __K_ARG_CHECK
+        let _ = ::core::format_args!(__K_FMT, __K_CHECK);
+    ";
+    let template = if call.kind == Kind::Off {
+        format!("{{ if false {{ match __K_TUPLE {{ __klog_args => {{ {checks} }} }} }} }}")
+    } else {
+        format!(
+            "match __K_TUPLE {{
+                __klog_args => {{
+                    if false {{ {checks} }}
+                    __K_PATH::__private::emit(__klog_callsite, __klog_args);
+                }}
+            }}"
+        )
+    };
     let body = quote(
-        "match __K_TUPLE {
-            __klog_args => {
-                if false {
-                    fn __klog_arg<T: __K_PATH::Arg + ?Sized>(_: &T) {}
-                    __K_ARG_CHECK
-                    let _ = ::core::format_args!(__K_FMT, __K_CHECK);
-                }
-                __K_PATH::__private::emit(__klog_callsite, __klog_args);
-            }
-        }",
+        &template,
         &[
             ("__K_TUPLE", tuple),
             ("__K_FMT", TokenTree::Literal(norm_lit.clone()).into()),
@@ -677,6 +694,9 @@ fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
             ("__K_PATH", call.path.iter().cloned().collect()),
         ],
     );
+    if call.kind == Kind::Off {
+        return Ok(body);
+    }
     Ok(callsite(
         &call.path,
         &call.level,

@@ -8,7 +8,7 @@
 //! registry under the same lock, so no callsite can miss an update.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use crate::Level;
 
@@ -135,37 +135,60 @@ struct Config {
 
 static REGISTRY: AtomicPtr<Callsite> = AtomicPtr::new(ptr::null_mut());
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
-static LOCK: AtomicBool = AtomicBool::new(false);
+/// The registry lock: 0 when free, else the holder's thread token (see [`token`]).
+static LOCK: AtomicUsize = AtomicUsize::new(0);
 static mut CONFIG: Config = Config {
     handler: false,
     max_level: Level::Trace,
     rules: None,
 };
-/// Callsites whose first execution found the registry busy (its own thread holds the lock:
-/// a signal handler interrupting a registry update) and skipped the event.
+/// Events skipped because their callsite's first execution interrupted a registry update on
+/// its own thread (a signal handler).
 static SKIPPED: AtomicU32 = AtomicU32::new(0);
 
-/// Runs `f` with the registry lock held.
-fn with_lock<R>(f: impl FnOnce(&mut Config) -> R) -> R {
-    while LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
+/// A token identifying the calling thread (never 0): the address of a thread-local. Without
+/// `std` there is no portable notion of a thread; the kernel platform will provide one, until
+/// then every holder counts as "this thread" and a busy lock is never waited for.
+#[cfg(feature = "std")]
+fn token() -> usize {
+    std::thread_local! {
+        static T: u8 = const { 0 };
     }
-    // SAFETY: `CONFIG` is only accessed with `LOCK` held, which we hold until the end.
-    let r = f(unsafe { &mut *ptr::addr_of_mut!(CONFIG) });
-    LOCK.store(false, Ordering::Release);
-    r
+    T.with(|t| t as *const u8 as usize)
 }
 
-fn try_with_lock<R>(f: impl FnOnce(&mut Config) -> R) -> Option<R> {
-    LOCK.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .ok()?;
-    // SAFETY: as in `with_lock`.
-    let r = f(unsafe { &mut *ptr::addr_of_mut!(CONFIG) });
-    LOCK.store(false, Ordering::Release);
-    Some(r)
+#[cfg(not(feature = "std"))]
+fn token() -> usize {
+    1
+}
+
+/// Takes the registry lock. `None` if the calling thread already holds it (a signal handler
+/// interrupting a registry update): waiting would deadlock. Another holder is waited for — it
+/// holds the lock only briefly and never waits for anything itself.
+fn lock() -> Option<Guard> {
+    let me = token();
+    loop {
+        match LOCK.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return Some(Guard),
+            Err(owner) if owner == me => return None,
+            Err(_) => core::hint::spin_loop(),
+        }
+    }
+}
+
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        LOCK.store(0, Ordering::Release);
+    }
+}
+
+/// Runs `f` with the registry lock held; `None` if this thread already holds it.
+fn with_lock<R>(f: impl FnOnce(&mut Config) -> R) -> Option<R> {
+    let _g = lock()?;
+    // SAFETY: `CONFIG` is only accessed with `LOCK` held, which we hold until `_g` drops.
+    Some(f(unsafe { &mut *ptr::addr_of_mut!(CONFIG) }))
 }
 
 fn compute(cfg: &Config, cs: &Callsite) -> u8 {
@@ -199,7 +222,7 @@ fn apply_rules(cfg: &Config, cs: &Callsite) {
 fn register(cs: &'static Callsite) -> bool {
     // A context that interrupted a registry update on its own thread cannot wait: skip this
     // event and leave the callsite unseen (the next execution registers it).
-    let r = try_with_lock(|cfg| {
+    let r = with_lock(|cfg| {
         if cs.state.load(Ordering::Relaxed) == UNSEEN {
             cs.id
                 .store(NEXT_ID.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
@@ -239,20 +262,21 @@ pub(crate) fn set_handler_present(present: bool) {
     with_lock(|cfg| {
         cfg.handler = present;
         refresh(cfg);
-    })
+    });
 }
 
 /// Sets the runtime maximum level (like `RUST_LOG=level`); more verbose callsites are disabled.
+/// Ignored when called from a context that interrupted a configuration change on its thread.
 pub fn set_max_level(level: Level) {
     with_lock(|cfg| {
         cfg.max_level = level;
         refresh(cfg);
-    })
+    });
 }
 
 /// The runtime maximum level.
 pub fn max_level() -> Level {
-    with_lock(|cfg| cfg.max_level)
+    with_lock(|cfg| cfg.max_level).unwrap_or(Level::Trace)
 }
 
 /// Installs per-callsite rules (dynamic-debug style: by module, file, line, level or format),
@@ -263,12 +287,12 @@ pub fn set_rules(rules: Option<&'static RuleFn>) {
         cfg.rules = rules;
         walk(cfg, apply_rules);
         refresh(cfg);
-    })
+    });
 }
 
 /// Calls `f` for every callsite seen so far (for a control interface listing them).
 pub fn for_each_callsite(mut f: impl FnMut(&'static Callsite)) {
-    with_lock(|cfg| walk(cfg, |_, cs| f(cs)))
+    with_lock(|cfg| walk(cfg, |_, cs| f(cs)));
 }
 
 /// Events skipped because their callsite's first execution interrupted a registry update.

@@ -28,6 +28,8 @@ pub mod clock;
 #[cfg(feature = "std")]
 mod dispatch;
 pub mod fmtspec;
+#[cfg(feature = "log")]
+pub mod log_bridge;
 #[cfg(feature = "std")]
 mod relay_handler;
 pub mod wire;
@@ -157,19 +159,16 @@ macro_rules! klog {
     };
 }
 
-/// Records an event (compiled out by the `off` feature: arguments are type-checked only).
+/// Records an event (compiled out by the `off` feature: the statement is still checked like an
+/// enabled one, but defines no callsite and never evaluates its arguments).
 #[cfg(feature = "off")]
 #[macro_export]
 macro_rules! klog {
     (Level::$lvl:ident, $fmt:literal $(, $arg:expr)* $(,)?) => {
-        if false {
-            let _ = ::core::format_args!($fmt $(, $arg)*);
-        }
+        $crate::__private::klog_callsite!($crate, $lvl, off, $fmt $(, ($arg))*)
     };
     ($fmt:literal $(, $arg:expr)* $(,)?) => {
-        if false {
-            let _ = ::core::format_args!($fmt $(, $arg)*);
-        }
+        $crate::__private::klog_callsite!($crate, Info, off, $fmt $(, ($arg))*)
     };
 }
 

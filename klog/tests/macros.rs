@@ -382,3 +382,21 @@ fn expression_positions() {
     );
     assert_eq!(events(&cap)[4].types, vec![STR]);
 }
+
+#[test]
+fn compiled_out_statements_are_checked_but_never_run() {
+    let calls = Cell::new(0);
+    let val = || {
+        calls.set(calls.get() + 1);
+        7u8
+    };
+    let x = 1u16;
+    let cap = capture(|| {
+        klog::__private::klog_callsite!(klog, Info, off, "{} {n:#x} {x}", (val()), (n = 5u8));
+    });
+    assert_eq!(calls.get(), 0);
+    assert!(events(&cap).is_empty());
+    let mut seen = false;
+    klog::for_each_callsite(|cs| seen |= cs.meta().fmt == "{0} {1:#x} {2}");
+    assert!(!seen, "an `off` statement defines no callsite");
+}

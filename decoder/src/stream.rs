@@ -1,0 +1,727 @@
+//! One per-CPU stream: sub-buffers of frames (docs/FORMAT.md, "Per-CPU streams", "Frames").
+//!
+//! [`CpuStream`] is an iterator of [`Record`]s over the bytes of one stream, in either shape:
+//! * a `read()` stream ([`CpuStream::new`]): sub-buffers back to back with their padding
+//!   stripped, as relay's `read()` returns them and `relay::user::Recorder` stores them;
+//! * an mmap snapshot ([`CpuStream::snapshot`]): the whole buffer, `n_subbufs × subbuf_size`
+//!   bytes, of an overwrite-mode channel (see [`crate::snapshot`]).
+//!
+//! Problems are warnings in [`CpuStream::stats`]; the iterator never panics and allocates only
+//! for the values it returns.
+
+use std::collections::VecDeque;
+
+use klog::wire::{self, SubbufHeader, SUBBUF_HEADER_LEN, SUBBUF_MAGIC};
+
+use crate::cursor::{unzigzag, Cursor, ReadError};
+use crate::metadata::{CallsiteKind, Metadata};
+use crate::snapshot::{self, SlotPlan};
+use crate::stats::{Stats, WarningKind};
+use crate::value::{decode_args, Value};
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// CPU (buffer) it was recorded on.
+    pub cpu: u16,
+    /// Raw timestamp (clock of the clock records).
+    pub ts_raw: u64,
+    /// Ordinal of the event among the events of its CPU stream (0, 1, 2, ...).
+    pub seq_in_cpu: u64,
+    /// Callsite id (look it up in [`Metadata::callsites`]).
+    pub callsite: u64,
+    /// Arguments or raw bytes.
+    pub payload: Payload,
+}
+
+/// What an event carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// A `klog!` event's arguments, in callsite order.
+    Values(Vec<Value>),
+    /// A `klog_raw!` record's bytes.
+    Raw(Vec<u8>),
+}
+
+impl Event {
+    /// Event or raw record.
+    pub fn kind(&self) -> CallsiteKind {
+        match self.payload {
+            Payload::Values(_) => CallsiteKind::Fmt,
+            Payload::Raw(_) => CallsiteKind::Raw,
+        }
+    }
+}
+
+/// Events a sub-buffer header reports lost (its `lost` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    /// CPU (buffer).
+    pub cpu: u16,
+    /// Number of frames dropped since the previous header.
+    pub count: u64,
+    /// Raw timestamp of the header (the loss happened before it).
+    pub at_ts: u64,
+}
+
+/// One item of a decoded stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// An event or raw record.
+    Event(Event),
+    /// Lost events.
+    Lost(Lost),
+}
+
+impl Record {
+    /// CPU of the record.
+    pub fn cpu(&self) -> u16 {
+        match self {
+            Record::Event(e) => e.cpu,
+            Record::Lost(l) => l.cpu,
+        }
+    }
+
+    /// Raw timestamp of the record.
+    pub fn ts_raw(&self) -> u64 {
+        match self {
+            Record::Event(e) => e.ts_raw,
+            Record::Lost(l) => l.at_ts,
+        }
+    }
+}
+
+/// A sub-buffer header must follow its predecessor's seq by at most this much to be taken for
+/// one (a larger jump is more likely frame bytes that happen to start with the magic).
+pub const MAX_SEQ_GAP: u64 = 1 << 32;
+
+/// Why a frame could not be decoded.
+pub(crate) enum FrameErr {
+    /// The data ends inside the frame.
+    Truncated,
+    /// The frame is malformed.
+    Corrupt(String),
+}
+
+/// Decodes the frame at `pos` (which must end by `sub_end`); returns the record, if the frame is
+/// one to report, and where the next frame starts.
+pub(crate) fn decode_frame(
+    meta: &Metadata,
+    cpu: u16,
+    data: &[u8],
+    pos: usize,
+    sub_end: usize,
+    base_ts: u64,
+    stats: &mut Stats,
+) -> Result<(Option<Record>, usize), FrameErr> {
+    let corrupt = |m: &str| FrameErr::Corrupt(m.to_owned());
+    let mut c = Cursor::at(data, pos);
+    let len = match c.varint() {
+        Ok(l) => l,
+        Err(ReadError::Eof) if data.len() < sub_end => return Err(FrameErr::Truncated),
+        Err(_) => return Err(corrupt("frame length varint overflows")),
+    };
+    if len == 0 {
+        return Err(corrupt("zero-length frame"));
+    }
+    let body_start = c.pos();
+    let end = (body_start as u64).saturating_add(len);
+    if end > sub_end as u64 {
+        return Err(FrameErr::Corrupt(format!(
+            "frame of {len} bytes runs past the end of its sub-buffer"
+        )));
+    }
+    if end > data.len() as u64 {
+        return Err(FrameErr::Truncated);
+    }
+    let end = end as usize;
+    let mut b = Cursor::new(&data[body_start..end]);
+    let head = b
+        .varint()
+        .map_err(|_| corrupt("frame head does not fit the frame"))?;
+    let delta = b
+        .varint()
+        .map_err(|_| corrupt("frame timestamp does not fit the frame"))?;
+    let payload = b.rest();
+    let ts_raw = base_ts.wrapping_add(unzigzag(delta) as u64);
+    let id = head >> 2;
+    let kind = head & 3;
+    if kind != wire::frame::EVENT && kind != wire::frame::RAW {
+        stats.reserved_frames += 1;
+        return Ok((None, end));
+    }
+    let off = Some(pos as u64);
+    let Some(cs) = meta.callsite(id) else {
+        stats.skipped_frames += 1;
+        stats.warn(
+            WarningKind::UnknownCallsite,
+            Some(cpu),
+            off,
+            format_args!("frame names callsite {id}, which the metadata does not define; skipped"),
+        );
+        return Ok((None, end));
+    };
+    let want = if kind == wire::frame::EVENT {
+        CallsiteKind::Fmt
+    } else {
+        CallsiteKind::Raw
+    };
+    if cs.kind != want {
+        stats.skipped_frames += 1;
+        stats.warn(
+            WarningKind::KindMismatch,
+            Some(cpu),
+            off,
+            format_args!("{want:?} frame for {:?} callsite {id}; skipped", cs.kind),
+        );
+        return Ok((None, end));
+    }
+    let payload = match want {
+        CallsiteKind::Raw => Payload::Raw(payload.to_vec()),
+        CallsiteKind::Fmt => {
+            let Some(types) = &cs.arg_types else {
+                // Reported once with the definition.
+                stats.skipped_frames += 1;
+                return Ok((None, end));
+            };
+            let (values, rest) = decode_args(types, payload)
+                .map_err(|e| FrameErr::Corrupt(format!("callsite {id}: {e}")))?;
+            if !rest.is_empty() {
+                return Err(FrameErr::Corrupt(format!(
+                    "callsite {id}: {} bytes after the last argument",
+                    rest.len()
+                )));
+            }
+            Payload::Values(values)
+        }
+    };
+    Ok((
+        Some(Record::Event(Event {
+            cpu,
+            ts_raw,
+            seq_in_cpu: 0,
+            callsite: id,
+            payload,
+        })),
+        end,
+    ))
+}
+
+/// The current sub-buffer of a `read()` stream.
+#[derive(Debug, Clone, Copy)]
+struct Sub {
+    seq: u64,
+    base_ts: u64,
+    start: usize,
+    /// Entered at a frame boundary of the previous one (not after a resync).
+    clean: bool,
+}
+
+#[derive(Debug)]
+struct ReadState {
+    pos: usize,
+    sub: Option<Sub>,
+    last_seq: Option<u64>,
+    /// A resync may accept a header whose seq does not follow (once per stream).
+    lenient_left: bool,
+}
+
+#[derive(Debug)]
+struct SnapState {
+    plans: Vec<SlotPlan>,
+    next: usize,
+    /// Position and end of the slot being walked.
+    cur: Option<(usize, usize, u64)>,
+    tail: Vec<Record>,
+}
+
+#[derive(Debug)]
+enum Walk {
+    Read(ReadState),
+    Snap(SnapState),
+}
+
+/// Iterator over the records of one per-CPU stream.
+#[derive(Debug)]
+pub struct CpuStream<'a> {
+    meta: &'a Metadata,
+    data: &'a [u8],
+    cpu: u16,
+    walk: Walk,
+    pending: VecDeque<Record>,
+    stats: Stats,
+    ordinal: u64,
+    last_ts: Option<u64>,
+    done: bool,
+}
+
+impl<'a> CpuStream<'a> {
+    /// A `read()` stream of buffer `cpu` (sub-buffers back to back, padding stripped).
+    pub fn new(meta: &'a Metadata, cpu: u16, data: &'a [u8]) -> Self {
+        Self::with_walk(
+            meta,
+            cpu,
+            data,
+            Walk::Read(ReadState {
+                pos: 0,
+                sub: None,
+                last_seq: None,
+                lenient_left: true,
+            }),
+        )
+    }
+
+    /// An mmap snapshot of buffer `cpu`: the whole buffer image of an overwrite-mode channel.
+    pub fn snapshot(meta: &'a Metadata, cpu: u16, data: &'a [u8]) -> Self {
+        let mut s = Self::with_walk(
+            meta,
+            cpu,
+            data,
+            Walk::Snap(SnapState {
+                plans: Vec::new(),
+                next: 0,
+                cur: None,
+                tail: Vec::new(),
+            }),
+        );
+        let (plans, tail) = snapshot::plan(meta, &mut s.cpu, data, &mut s.stats);
+        if let Walk::Snap(st) = &mut s.walk {
+            st.plans = plans;
+            st.tail = tail;
+        }
+        s
+    }
+
+    fn with_walk(meta: &'a Metadata, cpu: u16, data: &'a [u8], walk: Walk) -> Self {
+        CpuStream {
+            meta,
+            data,
+            cpu,
+            walk,
+            pending: VecDeque::new(),
+            stats: Stats::default(),
+            ordinal: 0,
+            last_ts: None,
+            done: false,
+        }
+    }
+
+    /// The CPU the stream's records are labelled with (the headers' CPU).
+    pub fn cpu(&self) -> u16 {
+        self.cpu
+    }
+
+    /// Counters and warnings so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The final counters (drain the iterator first).
+    pub fn into_stats(self) -> Stats {
+        self.stats
+    }
+
+    fn subbuf_size(&self) -> Option<usize> {
+        let s = self.meta.header.subbuf_size as usize;
+        (s > SUBBUF_HEADER_LEN).then_some(s)
+    }
+
+    /// Whether `h` can be this stream's next header. `strict`: its seq must follow the last one.
+    fn plausible(&self, h: &SubbufHeader, last_seq: Option<u64>, strict: bool) -> bool {
+        if h.cpu != self.cpu {
+            return false;
+        }
+        if let Some(ss) = self.subbuf_size() {
+            if h.prev_padding as usize > ss - SUBBUF_HEADER_LEN {
+                return false;
+            }
+        }
+        match last_seq {
+            Some(last) if strict => h.seq > last && h.seq - last <= MAX_SEQ_GAP,
+            _ => true,
+        }
+    }
+
+    /// The next plausible header at or after `from`.
+    fn scan(&mut self, from: usize) -> Option<(usize, SubbufHeader)> {
+        let Walk::Read(st) = &self.walk else {
+            return None;
+        };
+        let last_seq = st.last_seq;
+        let mut lenient = None;
+        let mut i = from;
+        while let Some(rel) = self
+            .data
+            .get(i..)
+            .and_then(|d| d.windows(4).position(|w| w == SUBBUF_MAGIC))
+        {
+            let at = i + rel;
+            if let Some(h) = SubbufHeader::parse(&self.data[at..]) {
+                if self.plausible(&h, last_seq, true) {
+                    return Some((at, h));
+                }
+                if lenient.is_none() && self.plausible(&h, last_seq, false) {
+                    lenient = Some((at, h));
+                }
+            }
+            i = at + 1;
+        }
+        let Walk::Read(st) = &mut self.walk else {
+            return None;
+        };
+        if lenient.is_some() && st.lenient_left {
+            st.lenient_left = false;
+            return lenient;
+        }
+        None
+    }
+
+    /// Starts the sub-buffer whose header `h` is at `pos`.
+    fn enter(&mut self, pos: usize, h: SubbufHeader, clean: bool) {
+        let cpu = Some(self.cpu);
+        let ss = self.subbuf_size();
+        let Walk::Read(st) = &mut self.walk else {
+            return;
+        };
+        if let (Some(prev), true) = (st.sub, clean) {
+            if prev.seq.checked_add(1) == Some(h.seq) && prev.clean {
+                if let Some(ss) = ss {
+                    let got = pos - prev.start;
+                    let want = ss.saturating_sub(h.prev_padding as usize);
+                    if got != want {
+                        self.stats.warn(
+                            WarningKind::SubbufSize,
+                            cpu,
+                            Some(prev.start as u64),
+                            format_args!(
+                                "sub-buffer seq {} holds {got} bytes, the next header says \
+                                 {want} (subbuf_size {ss} - prev_padding {})",
+                                prev.seq, h.prev_padding
+                            ),
+                        );
+                    }
+                }
+            } else if h.seq > prev.seq.saturating_add(1) {
+                self.stats.warn(
+                    WarningKind::SeqGap,
+                    cpu,
+                    Some(pos as u64),
+                    format_args!(
+                        "sub-buffers seq {}..={} missing (overwritten before they were read?)",
+                        prev.seq + 1,
+                        h.seq - 1
+                    ),
+                );
+            }
+        }
+        self.stats.subbufs += 1;
+        if h.lost > 0 {
+            self.stats.lost_records += 1;
+            self.stats.lost_events += u64::from(h.lost);
+            self.pending.push_back(Record::Lost(Lost {
+                cpu: self.cpu,
+                count: u64::from(h.lost),
+                at_ts: h.base_ts,
+            }));
+        }
+        st.sub = Some(Sub {
+            seq: h.seq,
+            base_ts: h.base_ts,
+            start: pos,
+            clean,
+        });
+        st.last_seq = Some(h.seq);
+        st.pos = pos + SUBBUF_HEADER_LEN;
+    }
+
+    /// Skips corrupt bytes from `bad` to the next plausible header (or the end).
+    fn resync(&mut self, bad: usize, why: &str) {
+        let cpu = Some(self.cpu);
+        match self.scan(bad + 1) {
+            Some((at, h)) => {
+                self.stats.corrupt_bytes += (at - bad) as u64;
+                self.stats.warn(
+                    WarningKind::CorruptFrame,
+                    cpu,
+                    Some(bad as u64),
+                    format_args!(
+                        "{why}; skipped {} bytes to the sub-buffer header of seq {}",
+                        at - bad,
+                        h.seq
+                    ),
+                );
+                self.enter(at, h, false);
+            }
+            None => {
+                let n = self.data.len().saturating_sub(bad);
+                self.stats.corrupt_bytes += n as u64;
+                self.stats.warn(
+                    WarningKind::CorruptFrame,
+                    cpu,
+                    Some(bad as u64),
+                    format_args!("{why}; no sub-buffer header follows, skipped the last {n} bytes"),
+                );
+                self.done = true;
+            }
+        }
+    }
+
+    fn next_read(&mut self) -> Option<Record> {
+        loop {
+            if let Some(r) = self.pending.pop_front() {
+                return Some(r);
+            }
+            let Walk::Read(st) = &self.walk else {
+                return None;
+            };
+            let (pos, sub) = (st.pos, st.sub);
+            if self.done || pos >= self.data.len() {
+                self.done = true;
+                return None;
+            }
+            let cpu = Some(self.cpu);
+            let Some(sub) = sub else {
+                // Start of the stream: it must begin with a header.
+                if self.data.len() < SUBBUF_HEADER_LEN {
+                    self.stats.warn(
+                        WarningKind::Truncated,
+                        cpu,
+                        Some(0),
+                        format_args!(
+                            "stream of {} bytes, shorter than a sub-buffer header",
+                            self.data.len()
+                        ),
+                    );
+                    self.done = true;
+                    return None;
+                }
+                match SubbufHeader::parse(self.data) {
+                    Some(h) => {
+                        if h.cpu != self.cpu {
+                            self.stats.warn(
+                                WarningKind::StreamHeader,
+                                cpu,
+                                Some(0),
+                                format_args!(
+                                    "the stream of cpu{} holds headers of cpu{}; labelled cpu{}",
+                                    self.cpu, h.cpu, h.cpu
+                                ),
+                            );
+                            self.cpu = h.cpu;
+                        }
+                        self.enter(0, h, true);
+                    }
+                    None => {
+                        let head = &self.data[..4];
+                        let why = if head.starts_with(b"KLG") {
+                            format!(
+                                "sub-buffer magic {:?}: unsupported format version",
+                                String::from_utf8_lossy(head)
+                            )
+                        } else {
+                            format!(
+                                "the stream does not start with a sub-buffer header ({head:02x?})"
+                            )
+                        };
+                        self.stats.warn(
+                            WarningKind::StreamHeader,
+                            cpu,
+                            Some(0),
+                            format_args!("{why}"),
+                        );
+                        match self.scan(0) {
+                            Some((at, h)) => {
+                                self.stats.corrupt_bytes += at as u64;
+                                self.enter(at, h, false);
+                            }
+                            None => {
+                                self.stats.corrupt_bytes += self.data.len() as u64;
+                                self.done = true;
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+            // A frame boundary: the next sub-buffer's header, or a frame.
+            if self.data[pos..].starts_with(&SUBBUF_MAGIC) {
+                if let Some(h) = SubbufHeader::parse(&self.data[pos..]) {
+                    if self.plausible(&h, Some(sub.seq), true) {
+                        self.enter(pos, h, true);
+                        continue;
+                    }
+                }
+            }
+            let sub_end = match self.subbuf_size() {
+                Some(ss) => sub.start.saturating_add(ss),
+                None => usize::MAX,
+            };
+            match decode_frame(
+                self.meta,
+                self.cpu,
+                self.data,
+                pos,
+                sub_end,
+                sub.base_ts,
+                &mut self.stats,
+            ) {
+                Ok((rec, next)) => {
+                    if let Walk::Read(st) = &mut self.walk {
+                        st.pos = next;
+                    }
+                    if let Some(r) = rec {
+                        return Some(r);
+                    }
+                }
+                Err(FrameErr::Corrupt(why)) => self.resync(pos, &why),
+                Err(FrameErr::Truncated) => {
+                    if self.scan(pos + 1).is_some() {
+                        self.resync(pos, "frame runs past the end of the data");
+                    } else {
+                        self.stats.warn(
+                            WarningKind::Truncated,
+                            cpu,
+                            Some(pos as u64),
+                            format_args!(
+                                "the stream ends inside a frame ({} bytes left)",
+                                self.data.len() - pos
+                            ),
+                        );
+                        self.done = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_snap(&mut self) -> Option<Record> {
+        loop {
+            if let Some(r) = self.pending.pop_front() {
+                return Some(r);
+            }
+            let Walk::Snap(st) = &mut self.walk else {
+                return None;
+            };
+            if self.done {
+                return None;
+            }
+            let Some((pos, end, base)) = st.cur else {
+                match st.plans.get(st.next) {
+                    Some(p) => {
+                        st.next += 1;
+                        st.cur = Some((p.start + SUBBUF_HEADER_LEN, p.end, p.base_ts));
+                        self.stats.subbufs += 1;
+                        if p.lost > 0 {
+                            self.stats.lost_records += 1;
+                            self.stats.lost_events += u64::from(p.lost);
+                            self.pending.push_back(Record::Lost(Lost {
+                                cpu: self.cpu,
+                                count: u64::from(p.lost),
+                                at_ts: p.base_ts,
+                            }));
+                        }
+                    }
+                    None => {
+                        for r in std::mem::take(&mut st.tail) {
+                            if let Record::Lost(l) = &r {
+                                self.stats.lost_records += 1;
+                                self.stats.lost_events += l.count;
+                            }
+                            self.pending.push_back(r);
+                        }
+                        self.done = true;
+                    }
+                }
+                continue;
+            };
+            if pos >= end {
+                st.cur = None;
+                continue;
+            }
+            let res = decode_frame(
+                self.meta,
+                self.cpu,
+                self.data,
+                pos,
+                end,
+                base,
+                &mut self.stats,
+            );
+            let Walk::Snap(st) = &mut self.walk else {
+                return None;
+            };
+            match res {
+                Ok((rec, next)) => {
+                    st.cur = Some((next, end, base));
+                    if let Some(r) = rec {
+                        return Some(r);
+                    }
+                }
+                Err(e) => {
+                    st.cur = None;
+                    let why = match e {
+                        FrameErr::Corrupt(w) => w,
+                        FrameErr::Truncated => "frame runs past the end of the data".into(),
+                    };
+                    self.stats.corrupt_bytes += (end - pos) as u64;
+                    self.stats.warn(
+                        WarningKind::CorruptFrame,
+                        Some(self.cpu),
+                        Some(pos as u64),
+                        format_args!("{why}; skipped the rest of the slot ({} bytes)", end - pos),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for CpuStream<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        let mut rec = match self.walk {
+            Walk::Read(_) => self.next_read(),
+            Walk::Snap(_) => self.next_snap(),
+        }?;
+        let ts = rec.ts_raw();
+        if let Some(last) = self.last_ts {
+            if ts < last {
+                self.stats.warn(
+                    WarningKind::TimeBackwards,
+                    Some(self.cpu),
+                    None,
+                    format_args!(
+                        "timestamp goes back by {} ticks (after event {})",
+                        last - ts,
+                        self.ordinal
+                    ),
+                );
+            }
+        }
+        self.last_ts = Some(ts);
+        if let Record::Event(e) = &mut rec {
+            e.seq_in_cpu = self.ordinal;
+            self.ordinal += 1;
+            match e.payload {
+                Payload::Values(_) => self.stats.events += 1,
+                Payload::Raw(_) => self.stats.raw_records += 1,
+            }
+        }
+        Some(rec)
+    }
+}
+
+/// Decodes a whole `read()` stream.
+pub fn decode_stream(meta: &Metadata, cpu: u16, data: &[u8]) -> (Vec<Record>, Stats) {
+    let mut s = CpuStream::new(meta, cpu, data);
+    let recs = s.by_ref().collect();
+    (recs, s.into_stats())
+}
+
+/// Decodes a whole mmap snapshot.
+pub fn decode_snapshot(meta: &Metadata, cpu: u16, data: &[u8]) -> (Vec<Record>, Stats) {
+    let mut s = CpuStream::snapshot(meta, cpu, data);
+    let recs = s.by_ref().collect();
+    (recs, s.into_stats())
+}

@@ -1,0 +1,276 @@
+//! Whole traces: a directory (`metadata` + `cpu0..cpuN-1`) or the same bytes in memory.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::merge::Merge;
+use crate::metadata::{parse_metadata, Metadata};
+use crate::stats::{Stats, WarningKind};
+use crate::stream::{CpuStream, Record};
+use crate::text::TextFormatter;
+use crate::timestamps::ClockConv;
+
+/// How to decode and print a trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Text: print `CLOCK_MONOTONIC` seconds instead of seconds since the first record.
+    pub absolute: bool,
+    /// The `cpuN` files are mmap snapshots (whole-buffer images) rather than `read()` streams.
+    pub snapshot: bool,
+}
+
+/// A loaded trace: parsed metadata and the raw per-CPU streams.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// The metadata.
+    pub metadata: Metadata,
+    /// Raw → ns conversion from the clock records.
+    pub clock: ClockConv,
+    /// (CPU, bytes) of each stream present.
+    pub streams: Vec<(u16, Vec<u8>)>,
+    snapshot: bool,
+    stats: Stats,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn cpu_index(name: &str) -> Option<u32> {
+    let n = name.strip_prefix("cpu")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0'))
+    {
+        return None;
+    }
+    n.parse().ok()
+}
+
+impl Trace {
+    /// Reads a trace directory: `metadata`, then `cpu0..cpuN-1` (missing ones are warnings).
+    pub fn open(dir: impl AsRef<Path>, opts: &Options) -> Result<Trace, Error> {
+        let dir = dir.as_ref();
+        let md = fs::metadata(dir).map_err(io_err(dir))?;
+        if !md.is_dir() {
+            return Err(Error::NotADirectory(dir.to_path_buf()));
+        }
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        if names.is_empty() {
+            return Err(Error::EmptyDir(dir.to_path_buf()));
+        }
+        if !names.iter().any(|n| n == "metadata") {
+            let mut found: Vec<String> = names.iter().take(8).cloned().collect();
+            if names.len() > 8 {
+                found.push(format!("… {} more", names.len() - 8));
+            }
+            return Err(Error::MissingMetadata {
+                dir: dir.to_path_buf(),
+                found,
+            });
+        }
+        let mpath = dir.join("metadata");
+        let mbytes = fs::read(&mpath).map_err(io_err(&mpath))?;
+        let mut stats = Stats::default();
+        let metadata = parse_metadata(&mbytes, &mut stats)?;
+        let n = metadata.header.n_cpus;
+        let mut streams = Vec::new();
+        for cpu in 0..n {
+            let p = stream_path(dir, cpu);
+            match fs::read(&p) {
+                Ok(b) => streams.push((cpu, b)),
+                Err(e) => stats.warn(
+                    WarningKind::StreamMissing,
+                    Some(cpu),
+                    None,
+                    format_args!("{}: {e}", p.display()),
+                ),
+            }
+        }
+        for name in &names {
+            if let Some(i) = cpu_index(name).filter(|&i| i >= u32::from(n)) {
+                stats.warn(
+                    WarningKind::StreamExtra,
+                    None,
+                    None,
+                    format_args!("{name}: the metadata announces {n} CPUs; cpu{i} ignored"),
+                );
+            }
+        }
+        Ok(Self::assemble(metadata, streams, opts, stats))
+    }
+
+    /// A trace from bytes in memory: the metadata stream and stream `i` for CPU `i`.
+    pub fn from_bytes(
+        metadata: &[u8],
+        streams: Vec<Vec<u8>>,
+        opts: &Options,
+    ) -> Result<Trace, Error> {
+        let mut stats = Stats::default();
+        let metadata = parse_metadata(metadata, &mut stats)?;
+        let streams = streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), b))
+            .collect();
+        Ok(Self::assemble(metadata, streams, opts, stats))
+    }
+
+    fn assemble(
+        metadata: Metadata,
+        streams: Vec<(u16, Vec<u8>)>,
+        opts: &Options,
+        mut stats: Stats,
+    ) -> Trace {
+        let clock = ClockConv::new(&metadata.clocks, &mut stats);
+        Trace {
+            metadata,
+            clock,
+            streams,
+            snapshot: opts.snapshot,
+            stats,
+        }
+    }
+
+    /// Warnings of the metadata and the directory (the streams' come with [`Records::stats`]).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// One decoder per stream.
+    pub fn cpu_streams(&self) -> Vec<CpuStream<'_>> {
+        self.streams
+            .iter()
+            .map(|(cpu, b)| {
+                if self.snapshot {
+                    CpuStream::snapshot(&self.metadata, *cpu, b)
+                } else {
+                    CpuStream::new(&self.metadata, *cpu, b)
+                }
+            })
+            .collect()
+    }
+
+    /// Every record of every stream, in timestamp order.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            merge: Merge::new(self.cpu_streams()),
+            base: self.stats.clone(),
+        }
+    }
+
+    /// Writes the text output; returns the statistics.
+    pub fn write_text<W: Write>(&self, opts: &Options, mut w: W) -> Result<Stats, Error> {
+        let mut fmt = TextFormatter::new(&self.metadata, self.clock, opts.absolute);
+        let mut line = String::new();
+        let mut recs = self.records();
+        for r in recs.by_ref() {
+            line.clear();
+            fmt.format(&r, &mut line);
+            line.push('\n');
+            w.write_all(line.as_bytes()).map_err(Error::Output)?;
+        }
+        w.flush().map_err(Error::Output)?;
+        Ok(recs.stats())
+    }
+}
+
+/// The merged records of a [`Trace`].
+#[derive(Debug)]
+pub struct Records<'a> {
+    merge: Merge<CpuStream<'a>>,
+    base: Stats,
+}
+
+impl Records<'_> {
+    /// Statistics so far: the trace's plus every stream's.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.base.clone();
+        for c in self.merge.sources() {
+            s.absorb(c.stats());
+        }
+        s
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        self.merge.next()
+    }
+}
+
+/// A fully decoded trace.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The metadata.
+    pub metadata: Metadata,
+    /// Raw → ns conversion.
+    pub clock: ClockConv,
+    /// Every record, in timestamp order.
+    pub records: Vec<Record>,
+    /// Counters and warnings.
+    pub stats: Stats,
+}
+
+impl Report {
+    fn of(trace: Trace) -> Report {
+        let mut recs = trace.records();
+        let records: Vec<Record> = recs.by_ref().collect();
+        let stats = recs.stats();
+        Report {
+            metadata: trace.metadata,
+            clock: trace.clock,
+            records,
+            stats,
+        }
+    }
+
+    /// The text lines of the records.
+    pub fn text_lines(&self, absolute: bool) -> Vec<String> {
+        let mut f = TextFormatter::new(&self.metadata, self.clock, absolute);
+        self.records.iter().map(|r| f.line(r)).collect()
+    }
+}
+
+/// Decodes a trace directory completely.
+pub fn decode_dir(path: impl AsRef<Path>, opts: &Options) -> Result<Report, Error> {
+    Trace::open(path, opts).map(Report::of)
+}
+
+/// Decodes a trace held in memory (metadata stream, stream `i` for CPU `i`).
+pub fn decode_bytes(
+    metadata: &[u8],
+    streams: Vec<Vec<u8>>,
+    opts: &Options,
+) -> Result<Report, Error> {
+    Trace::from_bytes(metadata, streams, opts).map(Report::of)
+}
+
+/// Decodes a trace directory into text lines on `w` (default options); returns the statistics.
+pub fn decode_to_text<W: Write>(dir: impl AsRef<Path>, w: W) -> Result<Stats, Error> {
+    decode_to_text_with(dir, &Options::default(), w)
+}
+
+/// [`decode_to_text`] with options.
+pub fn decode_to_text_with<W: Write>(
+    dir: impl AsRef<Path>,
+    opts: &Options,
+    w: W,
+) -> Result<Stats, Error> {
+    Trace::open(dir, opts)?.write_text(opts, w)
+}
+
+/// Where `decode_dir` looks for stream `cpu`.
+pub fn stream_path(dir: &Path, cpu: u16) -> PathBuf {
+    dir.join(format!("cpu{cpu}"))
+}
