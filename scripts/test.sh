@@ -23,11 +23,21 @@ if cargo tree -p relay --no-default-features -e normal --prefix none | grep -v '
   exit 1
 fi
 
+step "klog builds as no_std (the kernel build compiles the same sources)"
+cargo build -p klog --no-default-features
+cargo build -p klog --features off
+cargo build -p klog --features log
+
 step "tests"
 cargo test --workspace --release
 
 step "loom models"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p relay --test loom --release
 
-step "main job (relay demo)"
+step "demos"
 cargo run --release -p klog-examples --bin relay-demo -- --messages 20000 --show 2
+demo_out=$(mktemp -d)
+cargo run --release -p klog-examples --bin klog-demo -- --events 20000 --out "$demo_out/trace"
+cargo run --release -p klog-examples --bin klog-demo -- --events 20000 --out "$demo_out/ring" \
+  --mode overwrite --subbuf-size 4096 --n-subbufs 4
+rm -rf "$demo_out"

@@ -58,6 +58,7 @@ pub struct Callsite {
     rule: AtomicU8,
     id: AtomicU32,
     /// Handler generation in which the definition was written to the handler's metadata.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     defined: AtomicU32,
     next: AtomicPtr<Callsite>,
     meta: Meta,
@@ -112,12 +113,14 @@ impl Callsite {
 
     /// Whether the definition was already written for handler generation `gen`; if not, marks
     /// it written and returns `false` (the caller writes it). Called with the metadata lock held.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) fn mark_defined(&self, gen: u32) -> bool {
         self.defined.swap(gen, Ordering::Relaxed) == gen
     }
 
     /// Whether the definition exists for `gen`.
     #[inline]
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) fn is_defined(&self, gen: u32) -> bool {
         self.defined.load(Ordering::Relaxed) == gen
     }
