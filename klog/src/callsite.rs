@@ -261,6 +261,7 @@ fn refresh(cfg: &Config) {
 }
 
 /// Called by handler registration: enables (or disables) every callsite per the configuration.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) fn set_handler_present(present: bool) {
     with_lock(|cfg| {
         cfg.handler = present;
