@@ -27,6 +27,8 @@ pub mod callsite;
 pub mod clock;
 #[cfg(feature = "std")]
 mod dispatch;
+#[cfg(feature = "std")]
+pub mod filter;
 pub mod fmtspec;
 #[cfg(feature = "log")]
 pub mod log_bridge;
@@ -38,6 +40,8 @@ pub use arg::{Arg, ArgType};
 pub use callsite::{for_each_callsite, max_level, set_max_level, set_rules, Callsite, Meta};
 #[cfg(feature = "std")]
 pub use dispatch::{flush, is_registered, register, unregister, Handler, RegisterError};
+#[cfg(feature = "std")]
+pub use filter::{control, set_filter};
 #[cfg(feature = "std")]
 pub use relay_handler::{HandlerStats, OpenError, RelayConfig, RelayHandler};
 

@@ -718,9 +718,12 @@ fn wakeup_produce_and_close() {
 #[should_panic(expected = "deadlock")]
 fn wakeup_control_missing_notify_deadlocks() {
     model(2, || {
-        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
+        // Loom reports the deadlock by panicking inside `join`; dropping a loom `Arc` while that
+        // panic unwinds would panic again and abort the whole test binary, so the main thread's
+        // handle is never dropped on that path.
+        let fx = std::mem::ManuallyDrop::new(Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite)));
         let writer = {
-            let fx = fx.clone();
+            let fx = Arc::clone(&fx);
             thread::spawn(move || {
                 let env = NoWake(&NoOverwrite);
                 assert!(fx.write_plain(&env, 1));
@@ -728,10 +731,11 @@ fn wakeup_control_missing_notify_deadlocks() {
             })
         };
         let reader = {
-            let fx = fx.clone();
+            let fx = Arc::clone(&fx);
             thread::spawn(move || wait_readable(&fx))
         };
         writer.join().unwrap();
         reader.join().unwrap();
+        drop(std::mem::ManuallyDrop::into_inner(fx));
     });
 }
