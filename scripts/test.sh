@@ -30,6 +30,7 @@ cargo build -p klog --features log
 
 step "tests"
 cargo test --workspace --release
+cargo test -p klog --release --features log --test log_bridge
 
 step "loom models"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p relay --test loom --release
