@@ -137,10 +137,10 @@ pub fn format_value(out: &mut String, v: &Value, spec: &Spec) {
         Value::U8(x) => int(out, spec, Int::U(u128::from(*x))),
         Value::Unsigned(x) => int(out, spec, Int::U(*x)),
         Value::I8(x) => int(out, spec, Int::I(i128::from(*x), 8)),
-        Value::Signed(x) => {
-            let bits = if i64::try_from(*x).is_ok() { 64 } else { 128 };
-            int(out, spec, Int::I(*x, bits))
-        }
+        Value::Signed(x) => int(out, spec, Int::I(*x, 64)),
+        Value::I16(x) => int(out, spec, Int::I(i128::from(*x), 16)),
+        Value::I32(x) => int(out, spec, Int::I(i128::from(*x), 32)),
+        Value::I128(x) => int(out, spec, Int::I(*x, 128)),
         Value::F32(x) => float(out, spec, *x),
         Value::F64(x) => float(out, spec, *x),
         Value::Bool(b) => pad_str(out, spec, if *b { "true" } else { "false" }),

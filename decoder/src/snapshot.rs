@@ -43,7 +43,9 @@ pub(crate) fn plan(
         );
         return (Vec::new(), Vec::new());
     }
-    if Some(data.len()) != n_subbufs.checked_mul(ss) {
+    // A mapping is rounded up to whole pages: bytes past the buffer are ignored.
+    let want = n_subbufs.saturating_mul(ss);
+    if data.len() < want {
         stats.warn(
             WarningKind::StreamHeader,
             Some(*cpu),
@@ -54,7 +56,7 @@ pub(crate) fn plan(
             ),
         );
     }
-    let n = data.len() / ss;
+    let n = data.len().min(want) / ss;
     let mut slots: Vec<(usize, SubbufHeader)> = Vec::new();
     for i in 0..n {
         let at = i * ss;

@@ -401,7 +401,7 @@ impl<'a> CpuStream<'a> {
                         );
                     }
                 }
-            } else if h.seq > prev.seq.saturating_add(1) {
+            } else if h.seq > prev.seq {
                 self.stats.warn(
                     WarningKind::SeqGap,
                     cpu,
@@ -410,6 +410,16 @@ impl<'a> CpuStream<'a> {
                         "sub-buffers seq {}..={} missing (overwritten before they were read?)",
                         prev.seq + 1,
                         h.seq - 1
+                    ),
+                );
+            } else {
+                self.stats.warn(
+                    WarningKind::SeqGap,
+                    cpu,
+                    Some(pos as u64),
+                    format_args!(
+                        "sub-buffer seq goes from {} to {} (corrupt header?)",
+                        prev.seq, h.seq
                     ),
                 );
             }
@@ -434,8 +444,10 @@ impl<'a> CpuStream<'a> {
         st.pos = pos + SUBBUF_HEADER_LEN;
     }
 
-    /// Skips corrupt bytes from `bad` to the next plausible header (or the end).
-    fn resync(&mut self, bad: usize, why: &str) {
+    /// Skips corrupt bytes from `bad` to the next plausible header (or the end). `truncated`:
+    /// the frame at `bad` runs past the end of the data, which is a truncation (not corruption)
+    /// if no header follows.
+    fn resync(&mut self, bad: usize, why: &str, truncated: bool) {
         let cpu = Some(self.cpu);
         match self.scan(bad + 1) {
             Some((at, h)) => {
@@ -451,6 +463,18 @@ impl<'a> CpuStream<'a> {
                     ),
                 );
                 self.enter(at, h, false);
+            }
+            None if truncated => {
+                self.stats.warn(
+                    WarningKind::Truncated,
+                    cpu,
+                    Some(bad as u64),
+                    format_args!(
+                        "the stream ends inside a frame ({} bytes left)",
+                        self.data.len().saturating_sub(bad)
+                    ),
+                );
+                self.done = true;
             }
             None => {
                 let n = self.data.len().saturating_sub(bad);
@@ -543,13 +567,25 @@ impl<'a> CpuStream<'a> {
                 }
                 continue;
             };
-            // A frame boundary: the next sub-buffer's header, or a frame.
+            // A frame boundary: the next sub-buffer's header, or a frame. No frame starts with
+            // the magic (its third byte, 0x47, would be a ts_delta of -36: a frame is never
+            // older than its sub-buffer's header), so the magic here is a header; its seq is
+            // checked in `enter`.
             if self.data[pos..].starts_with(&SUBBUF_MAGIC) {
-                if let Some(h) = SubbufHeader::parse(&self.data[pos..]) {
-                    if self.plausible(&h, Some(sub.seq), true) {
+                match SubbufHeader::parse(&self.data[pos..]) {
+                    Some(h) if self.plausible(&h, None, false) => {
                         self.enter(pos, h, true);
                         continue;
                     }
+                    Some(h) => {
+                        let why = format!(
+                            "sub-buffer header of cpu{} with prev_padding {} in the stream of cpu{}",
+                            h.cpu, h.prev_padding, self.cpu
+                        );
+                        self.resync(pos, &why, false);
+                        continue;
+                    }
+                    None => {} // fewer than 32 bytes left: a truncated header
                 }
             }
             let sub_end = match self.subbuf_size() {
@@ -573,22 +609,9 @@ impl<'a> CpuStream<'a> {
                         return Some(r);
                     }
                 }
-                Err(FrameErr::Corrupt(why)) => self.resync(pos, &why),
+                Err(FrameErr::Corrupt(why)) => self.resync(pos, &why, false),
                 Err(FrameErr::Truncated) => {
-                    if self.scan(pos + 1).is_some() {
-                        self.resync(pos, "frame runs past the end of the data");
-                    } else {
-                        self.stats.warn(
-                            WarningKind::Truncated,
-                            cpu,
-                            Some(pos as u64),
-                            format_args!(
-                                "the stream ends inside a frame ({} bytes left)",
-                                self.data.len() - pos
-                            ),
-                        );
-                        self.done = true;
-                    }
+                    self.resync(pos, "frame runs past the end of the data", true)
                 }
             }
         }

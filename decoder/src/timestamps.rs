@@ -107,10 +107,17 @@ impl ClockConv {
                 let d = i128::from(raw) - i128::from(raw0);
                 let dm = i128::from(mono1) - i128::from(mono0);
                 let dr = i128::from(raw1) - i128::from(raw0);
-                match d.checked_mul(dm) {
-                    Some(p) => i128::from(mono0) + p.div_euclid(dr),
-                    None => i128::from(mono0) + (d as f64 * (dm as f64 / dr as f64)) as i128,
-                }
+                // Each magnitude is below 2^64, so the product fits a u128: exact, floored.
+                let p = d.unsigned_abs() * dm.unsigned_abs();
+                let q = p / dr.unsigned_abs();
+                let negative = ((d < 0) ^ (dm < 0) ^ (dr < 0)) && p != 0;
+                let q = if negative && p % dr.unsigned_abs() != 0 {
+                    q + 1
+                } else {
+                    q
+                };
+                let q = i128::try_from(q).unwrap_or(i128::MAX);
+                i128::from(mono0).saturating_add(if negative { -q } else { q })
             }
         }
     }

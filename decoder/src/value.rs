@@ -15,8 +15,14 @@ pub enum Value {
     Unsigned(u128),
     /// Tag 2: `i8`.
     I8(i8),
-    /// Tag 3: `i16`..`i128`, `isize` (the width is not on the wire).
+    /// Tag 3: `i64`, `isize`.
     Signed(i128),
+    /// Tag 11: `i16`.
+    I16(i16),
+    /// Tag 12: `i32`.
+    I32(i32),
+    /// Tag 13: `i128`.
+    I128(i128),
     /// Tag 4.
     F32(f32),
     /// Tag 5.
@@ -41,6 +47,9 @@ impl Value {
             Value::Unsigned(_) => ArgType::Unsigned,
             Value::I8(_) => ArgType::I8,
             Value::Signed(_) => ArgType::Signed,
+            Value::I16(_) => ArgType::I16,
+            Value::I32(_) => ArgType::I32,
+            Value::I128(_) => ArgType::I128,
             Value::F32(_) => ArgType::F32,
             Value::F64(_) => ArgType::F64,
             Value::Bool(_) => ArgType::Bool,
@@ -92,7 +101,10 @@ pub fn decode_value(ty: ArgType, b: &[u8]) -> postcard::Result<(Value, &[u8])> {
         ArgType::U8 => take::<u8>(b).map(|(v, r)| (Value::U8(v), r))?,
         ArgType::Unsigned => take::<u128>(b).map(|(v, r)| (Value::Unsigned(v), r))?,
         ArgType::I8 => take::<i8>(b).map(|(v, r)| (Value::I8(v), r))?,
-        ArgType::Signed => take::<i128>(b).map(|(v, r)| (Value::Signed(v), r))?,
+        ArgType::Signed => take::<i64>(b).map(|(v, r)| (Value::Signed(v.into()), r))?,
+        ArgType::I16 => take::<i16>(b).map(|(v, r)| (Value::I16(v), r))?,
+        ArgType::I32 => take::<i32>(b).map(|(v, r)| (Value::I32(v), r))?,
+        ArgType::I128 => take::<i128>(b).map(|(v, r)| (Value::I128(v), r))?,
         ArgType::F32 => take::<f32>(b).map(|(v, r)| (Value::F32(v), r))?,
         ArgType::F64 => take::<f64>(b).map(|(v, r)| (Value::F64(v), r))?,
         ArgType::Bool => take::<bool>(b).map(|(v, r)| (Value::Bool(v), r))?,

@@ -14,7 +14,7 @@ pub enum ArgType {
     Unsigned = 1,
     /// `i8`: one byte.
     I8 = 2,
-    /// `i16`..`i128`, `isize`: zigzag varint.
+    /// `i64`, `isize`: zigzag varint.
     Signed = 3,
     /// `f32`: 4 bytes LE.
     F32 = 4,
@@ -30,6 +30,12 @@ pub enum ArgType {
     Bytes = 9,
     /// A user type: varint length + its own postcard encoding.
     User = 10,
+    /// `i16`: zigzag varint (signed widths are distinct so `{:x}` renders like Rust's).
+    I16 = 11,
+    /// `i32`: zigzag varint.
+    I32 = 12,
+    /// `i128`: zigzag varint.
+    I128 = 13,
 }
 
 impl ArgType {
@@ -48,6 +54,9 @@ impl ArgType {
             8 => Str,
             9 => Bytes,
             10 => User,
+            11 => I16,
+            12 => I32,
+            13 => I128,
             _ => return None,
         })
     }
@@ -212,9 +221,9 @@ macro_rules! unsigned {
 unsigned!(u16, u32, u64, usize);
 
 macro_rules! signed {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $tag:ident),*) => {$(
         impl Arg for $t {
-            const TYPE: ArgType = ArgType::Signed;
+            const TYPE: ArgType = ArgType::$tag;
             #[inline(always)]
             fn encoded_len(&self) -> usize {
                 varint_len64(zigzag64(*self as i64))
@@ -226,7 +235,7 @@ macro_rules! signed {
         }
     )*};
 }
-signed!(i16, i32, i64, isize);
+signed!(i16 => I16, i32 => I32, i64 => Signed, isize => Signed);
 
 impl Arg for u128 {
     const TYPE: ArgType = ArgType::Unsigned;
@@ -241,7 +250,7 @@ impl Arg for u128 {
 }
 
 impl Arg for i128 {
-    const TYPE: ArgType = ArgType::Signed;
+    const TYPE: ArgType = ArgType::I128;
     #[inline]
     fn encoded_len(&self) -> usize {
         varint_len(zigzag(*self))

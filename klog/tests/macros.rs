@@ -108,7 +108,8 @@ fn events(cap: &Capture) -> Vec<Event> {
 // Wire type tags (docs/FORMAT.md).
 const U8: u8 = 0;
 const UINT: u8 = 1;
-const SINT: u8 = 3;
+/// `i32` has its own tag (signed widths are distinct on the wire).
+const I32: u8 = 12;
 const BOOL: u8 = 6;
 const STR: u8 = 8;
 
@@ -260,7 +261,7 @@ fn arguments_are_passed_in_final_order() {
         vec![Event {
             fmt: "{2} {1} {0} {0} {1}",
             line,
-            types: vec![U8, SINT, STR],
+            types: vec![U8, I32, STR],
             // 1u8, zigzag(-2) = 3, "cap"
             payload: vec![1, 3, 3, b'c', b'a', b'p'],
         }]

@@ -371,7 +371,7 @@ fn golden_frame_and_user_type() {
         .iter()
         .find(|(_, d)| d.fmt.starts_with("golden"))
         .unwrap();
-    assert_eq!(def.types, [1, 3, 8, 1]);
+    assert_eq!(def.types, [1, 12, 8, 1]);
     // Header (32) | frame | header of the sub-buffer the final flush started (32).
     // Frame: len | head = id << 2 | 0 | zigzag ts delta | payload.
     let mut q = 32;

@@ -486,38 +486,178 @@ impl Scenario {
     }
 }
 
-fn env_num(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
+// ---------------------------------------------------------------------------------------------
+// 1. Seqlock snapshot (no-overwrite mode)
+// ---------------------------------------------------------------------------------------------
+
+/// No-overwrite defaults: 2 sub-buffers, message 1 already written, plain memory.
+const NO_OVERWRITE: Scenario = Scenario {
+    n_subbufs: 2,
+    overwrite: false,
+    pre: 1,
+    msgs: 1,
+    flush: false,
+    reads: &[64],
+    shadow: false,
+};
+
+/// One switch (message 2 does not fit after message 1) against one `read`.
+#[test]
+fn seqlock_one_switch() {
+    model(3, || NO_OVERWRITE.run());
 }
 
+/// Two switches (message 2, then the flush) against one `read`: a snapshot can overlap either
+/// switch, and a torn pair could combine values of both.
 #[test]
-fn exp_mmap() {
-    let r = env_num("ROUNDS", 1);
-    let m = env_num("MSGS", 3) as u8;
-    model(2, move || mmap_model(r, m));
+fn seqlock_switch_and_flush() {
+    model(2, || {
+        Scenario {
+            flush: true,
+            ..NO_OVERWRITE
+        }
+        .run()
+    });
 }
 
+/// As [`seqlock_switch_and_flush`] with loom-tracked data: the bytes below a snapshot's `offset`
+/// (and of complete sub-buffers below its `produced`) must be visible to the reader.
 #[test]
-fn exp_scenario() {
-    let reads: &'static [usize] = match env_num("READS", 1) {
-        1 => &[64],
-        2 => &[64, 64],
-        3 => &[2, 64],
-        _ => &[],
-    };
-    let sc = Scenario {
-        n_subbufs: env_num("N", 2),
-        overwrite: env_num("OW", 0) == 1,
-        pre: env_num("PRE", 0) as u8,
-        msgs: env_num("MSGS", 3) as u8,
-        flush: env_num("FLUSH", 1) == 1,
-        reads,
-        shadow: env_num("SHADOW", 0) == 1,
-    };
-    model(2, move || sc.run());
+fn seqlock_switch_and_flush_shadow() {
+    model(2, || {
+        Scenario {
+            flush: true,
+            shadow: true,
+            ..NO_OVERWRITE
+        }
+        .run()
+    });
+}
+
+/// The brief's full sequence: the writer thread writes messages 1 to 3 and flushes (three switch
+/// attempts; message 3 is refused unless the reader consumed sub-buffer 0 in time).
+#[test]
+fn seqlock_three_writes_and_flush() {
+    model(1, || {
+        Scenario {
+            pre: 0,
+            msgs: 3,
+            flush: true,
+            ..NO_OVERWRITE
+        }
+        .run()
+    });
+}
+
+/// Full buffer (messages 1 and 2 written): message 3's switch is refused (`offset` becomes
+/// `subbuf_size + 1`) or, if the reader consumed sub-buffer 0 in time, accepted; two reads.
+#[test]
+fn seqlock_refused_switch() {
+    model(3, || {
+        Scenario {
+            pre: 2,
+            reads: &[64, 64],
+            ..NO_OVERWRITE
+        }
+        .run()
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Overwrite mode: laps and torn copies (all with loom-tracked data)
+// ---------------------------------------------------------------------------------------------
+
+/// Overwrite defaults: 2 sub-buffers holding messages 1 and 2; the writer thread's message 3
+/// reuses the slot of message 1, possibly while the reader copies it.
+const OVERWRITE: Scenario = Scenario {
+    n_subbufs: 2,
+    overwrite: true,
+    pre: 2,
+    msgs: 1,
+    flush: false,
+    reads: &[64],
+    shadow: true,
+};
+
+#[test]
+fn overwrite_reuse_slot() {
+    model(3, || OVERWRITE.run());
+}
+
+/// As [`overwrite_reuse_slot`], the reader first taking a single byte (it stops inside message 1,
+/// then resumes after the writer may have lapped it).
+#[test]
+fn overwrite_reuse_slot_partial_read() {
+    model(2, || {
+        Scenario {
+            reads: &[1, 64],
+            ..OVERWRITE
+        }
+        .run()
+    });
+}
+
+/// Reuse followed by a flush (two switches while the reader copies).
+#[test]
+fn overwrite_reuse_slot_and_flush() {
+    model(1, || {
+        Scenario {
+            flush: true,
+            ..OVERWRITE
+        }
+        .run()
+    });
+}
+
+/// Message 1 is the current (incomplete) sub-buffer: the reader may return it from there, then
+/// the writer completes it (message 2) and reuses its slot (message 3).
+#[test]
+fn overwrite_lap_after_partial_subbuf() {
+    model(1, || {
+        Scenario {
+            pre: 1,
+            msgs: 2,
+            ..OVERWRITE
+        }
+        .run()
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Consumption vs buf_full (no-overwrite slot reuse, loom-tracked data)
+// ---------------------------------------------------------------------------------------------
+
+/// One sub-buffer holding message 1: message 2 is refused, message 3 reuses the slot iff the
+/// reader consumed it. The reader first takes one byte, so it stops in the middle of the
+/// sub-buffer (`bytes_consumed`); the writer must not reuse the slot before the rest is copied.
+#[test]
+fn consume_vs_buf_full_one_subbuf() {
+    model(2, || {
+        Scenario {
+            n_subbufs: 1,
+            pre: 1,
+            msgs: 2,
+            reads: &[1, 64],
+            shadow: true,
+            ..NO_OVERWRITE
+        }
+        .run()
+    });
+}
+
+/// Two full sub-buffers: message 3 reuses slot 0 iff the reader consumed sub-buffer 0, which it
+/// copies one byte at a time first.
+#[test]
+fn consume_vs_buf_full_two_subbufs() {
+    model(3, || {
+        Scenario {
+            pre: 2,
+            reads: &[1, 64],
+            shadow: true,
+            ..NO_OVERWRITE
+        }
+        .run()
+    });
 }
 
 /// The mmap consumer: a reader that copies complete sub-buffers straight from the mapping
@@ -573,6 +713,11 @@ fn mmap_model(rounds: usize, msgs: u8) {
     assert_eq!(stats.dropped_msgs, usize::from(msgs) - accepted.len());
 }
 
+#[test]
+fn consume_mmap_subbufs_consumed_vs_buf_full() {
+    model(2, || mmap_model(1, 3));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Wakeups
 // ---------------------------------------------------------------------------------------------
@@ -616,11 +761,13 @@ fn wakeup_no_lost_wakeup() {
 }
 
 /// Two sub-buffers produced one after the other (by a write that switches, then a flush) and a
-/// reader that waits, reads, and waits again: the waiter count and the wake word must re-arm.
+/// reader that waits, reads, and waits again if it still misses data: the waiter count and the
+/// wake word must re-arm.
 #[test]
 fn wakeup_twice() {
     model(2, || {
         let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
+        assert!(fx.write_plain(&NoWake(&NoOverwrite), 1));
         let writer = {
             let fx = fx.clone();
             thread::spawn(move || {
@@ -628,7 +775,6 @@ fn wakeup_twice() {
                     cb: NoOverwrite,
                     futex: &fx.futex,
                 };
-                assert!(fx.write_plain(&env, 1));
                 assert!(fx.write_plain(&env, 2)); // switches: sub-buffer 0 produced
                 fx.flush(&env); // sub-buffer 1 produced
             })
