@@ -36,6 +36,7 @@ step "loom models"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p relay --test loom --release
 
 step "demos"
+cargo run --release -p klog-examples --bin quickstart
 cargo run --release -p klog-examples --bin relay-demo -- --messages 20000 --show 2
 demo_out=$(mktemp -d)
 cargo run --release -p klog-examples --bin klog-demo -- --events 20000 --out "$demo_out/trace"
