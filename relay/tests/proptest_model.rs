@@ -134,31 +134,38 @@ impl CoreSubject {
     }
 }
 
+// The test is single-threaded, so this thread always has writer and reader exclusivity.
 impl Subject for CoreSubject {
-    // SAFETY (all methods): single-threaded, so this thread has writer and reader exclusivity.
     fn write(&mut self, data: &[u8]) -> bool {
+        // SAFETY: single-threaded: writer exclusivity.
         unsafe { self.buf.write(&NoWake(&self.cb), data) }
     }
     fn reserve(&mut self, data: &[u8]) -> Option<usize> {
+        // SAFETY: single-threaded: writer exclusivity.
         let slot = unsafe { self.buf.reserve(&NoWake(&self.cb), data.len()) }?;
         assert!(slot.pos + slot.len <= self.buf.geometry().size());
+        // SAFETY: the slot lies inside the data region (asserted) and `data` is its length.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.buf.slot_ptr(slot), data.len())
         };
         Some(slot.pos)
     }
     fn flush(&mut self) {
+        // SAFETY: single-threaded: writer exclusivity.
         unsafe { self.buf.flush(&NoWake(&self.cb)) }
     }
     fn reset(&mut self) {
+        // SAFETY: single-threaded: writer and reader exclusivity.
         unsafe { self.buf.reset(&NoWake(&self.cb)).unwrap() }
     }
     fn consumed(&mut self, n: usize) {
+        // SAFETY: single-threaded: reader exclusivity.
         unsafe { self.buf.subbufs_consumed(n) }
     }
     fn read(&mut self, count: usize) -> Vec<u8> {
         let mut out = vec![0u8; count];
         let mut sink = SliceSink::new(&mut out);
+        // SAFETY: single-threaded: reader exclusivity.
         let got = unsafe { self.buf.read(&mut sink) };
         out.truncate(got);
         out
