@@ -7,7 +7,24 @@
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p relay --test loom --release
 //! ```
 //!
-//! `LOOM_MAX_PREEMPTIONS` overrides the per-model preemption bound.
+//! `LOOM_MAX_PREEMPTIONS` overrides the per-model preemption bound. Every model asserts that loom
+//! explored more than one execution (`--nocapture` prints the count).
+//!
+//! # Models
+//!
+//! 1. `seqlock_*`: no-overwrite mode, a writer switching sub-buffers (writes, refused switches,
+//!    flush) against a reader thread: the output must be exactly the accepted messages.
+//! 2. `overwrite_*`: overwrite mode, the writer reusing the slot the reader copies: no torn,
+//!    duplicated or reordered message; the newest survives; lapped/torn counters consistent.
+//! 3. `consume_*`: no-overwrite slot reuse (`buf_full`) against `read`'s consumption (also
+//!    stopped mid sub-buffer) and against an mmap consumer using `subbufs_consumed`.
+//! 4. `wakeup_*`: `wait::wait_until` against `wait::notify` from `subbuf_produced` and against
+//!    close (`finalize` + `wake_all`) on a modelled futex; a lost wakeup is a loom deadlock.
+//!
+//! In each model the main thread first sets the buffer up alone (`init`, messages written before
+//! the threads start), so only the interesting part runs concurrently; the reader is a spawned
+//! thread too (with the main thread as the reader, loom 0.7 explored a single execution of these
+//! models), and the main thread reads what is left after joining both.
 //!
 //! # What is tracked
 //!
@@ -16,7 +33,9 @@
 //! plain memory and invisible to loom. Two kinds of models therefore exist:
 //!
 //! * *plain* models write with [`Buf::write`] and read with a [`SliceSink`]: the data bytes are
-//!   always the newest ones, and loom checks the counters / seqlock logic;
+//!   always the newest ones, and loom checks the counters / seqlock logic. Only used in
+//!   no-overwrite mode: with a lapping writer, plain bytes newer than the (possibly stale) atomics
+//!   a reader loads would be false alarms;
 //! * *shadow* models write with [`Buf::write_with`] and additionally store every data byte into a
 //!   loom `AtomicU8` "shadow" at the same offset; their sink ([`ShadowSink`]) copies from the
 //!   shadow with `Relaxed` loads instead of from the plain memory. That is the formal reading of
@@ -32,6 +51,8 @@
 //! memory or padding), a duplicate or a skip is visible in the concatenated output.
 #![cfg(loom)]
 
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::ptr::NonNull;
 
 use loom::model::Builder;
@@ -63,7 +84,9 @@ fn msg(v: u8) -> Vec<u8> {
     vec![v; msg_len(v)]
 }
 
-/// Runs `f` under loom with the given preemption bound (unless `LOOM_MAX_PREEMPTIONS` is set).
+/// Runs `f` under loom with the given preemption bound (unless `LOOM_MAX_PREEMPTIONS` is set), and
+/// makes sure loom actually explored alternatives (it silently checks a single execution when it
+/// sees no race, as happened here with the main thread as the reader).
 fn model<F>(preemptions: usize, f: F)
 where
     F: Fn() + Sync + Send + 'static,
@@ -72,7 +95,15 @@ where
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(preemptions);
     }
-    b.check(f);
+    let iterations = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = iterations.clone();
+    b.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    let iterations = iterations.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("loom: {iterations} executions");
+    assert!(iterations > 1, "loom explored a single execution");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,23 +340,27 @@ fn stream(vals: &[u8]) -> Vec<u8> {
     vals.iter().flat_map(|&v| msg(v)).collect()
 }
 
-/// Overwrite mode: the output is whole, untorn messages, each one written, strictly increasing.
-/// Returns the message values.
-fn check_messages(got: &[u8], written: u8) -> Vec<u8> {
+/// Overwrite mode: the output is a strictly increasing sequence of written messages, each one
+/// whole and untorn. The only exception is a message cut short at `cuts` (the end of a `read`
+/// whose sink was full): the writer may lap the rest before the next `read`. Returns the values of
+/// the messages (or their beginnings) returned.
+fn check_messages(got: &[u8], written: u8, cuts: &[usize]) -> Vec<u8> {
     let mut vals = Vec::new();
-    let mut rest = got;
-    while let Some(&v) = rest.first() {
+    let mut pos = 0;
+    while pos < got.len() {
+        let v = got[pos];
         assert!(
             (1..=written).contains(&v),
-            "byte {v} is no message written ({got:?})"
+            "byte {v} belongs to no message written ({got:?})"
         );
+        let run = got[pos..].iter().take_while(|&&b| b == v).count();
         let len = msg_len(v);
         assert!(
-            rest.len() >= len && rest[..len].iter().all(|&b| b == v),
-            "torn or partial message {v} in {got:?}"
+            run == len || (run < len && cuts.contains(&(pos + run))),
+            "torn or partial message {v} at byte {pos} of {got:?} (sink-full cuts at {cuts:?})"
         );
         vals.push(v);
-        rest = &rest[len..];
+        pos += run;
     }
     assert!(
         vals.windows(2).all(|w| w[0] < w[1]),
@@ -418,14 +453,21 @@ impl Scenario {
             let fx = fx.clone();
             thread::spawn(move || {
                 let mut got = Vec::new();
+                // Output positions where a `read` stopped because its sink was full.
+                let mut cuts = Vec::new();
                 for &cap in self.reads {
-                    got.extend(self.read(&fx, cap));
+                    let part = self.read(&fx, cap);
+                    assert!(part.len() <= cap);
+                    got.extend(&part);
+                    if part.len() == cap {
+                        cuts.push(got.len());
+                    }
                 }
-                got
+                (got, cuts)
             })
         };
         accepted.extend(writer.join().unwrap());
-        let mut got = reader.join().unwrap();
+        let (mut got, cuts) = reader.join().unwrap();
         // Both threads joined: the main thread is now the (only) reader.
         got.extend(self.read(&fx, 64));
         assert_eq!(fx.buf.readable_bytes(), 0, "{self:?}");
@@ -434,7 +476,7 @@ impl Scenario {
         let total = usize::from(self.total());
         if self.overwrite {
             assert_eq!(accepted.len(), total, "overwrite mode never drops");
-            self.check_overwrite(&got, &stats);
+            self.check_overwrite(&got, &cuts, &stats);
         } else {
             // Exactly the accepted messages, in order: no duplicate, no skip, no torn message.
             assert_eq!(
@@ -455,9 +497,9 @@ impl Scenario {
 
     /// Overwrite mode: whatever was returned is whole, untorn, written, in order; the newest
     /// message survives; unread messages are accounted for as lapped sub-buffers.
-    fn check_overwrite(&self, got: &[u8], stats: &BufStats) {
+    fn check_overwrite(&self, got: &[u8], cuts: &[usize], stats: &BufStats) {
         let total = self.total();
-        let vals = check_messages(got, total);
+        let vals = check_messages(got, total, cuts);
         assert_eq!(vals.last(), Some(&total), "newest message lost: {vals:?}");
         // Message k lives in sub-buffer k - 1: one switch per message after the first, plus the
         // flush.
@@ -507,23 +549,12 @@ fn seqlock_one_switch() {
     model(3, || NO_OVERWRITE.run());
 }
 
-/// Two switches (message 2, then the flush) against one `read`: a snapshot can overlap either
-/// switch, and a torn pair could combine values of both.
+/// Two switches (message 2, then the flush) against one `read`, with loom-tracked data: a
+/// snapshot can overlap either switch (a torn pair could combine values of both), and the bytes
+/// below a snapshot's `offset` (and of complete sub-buffers below its `produced`) must be visible
+/// to the reader.
 #[test]
 fn seqlock_switch_and_flush() {
-    model(2, || {
-        Scenario {
-            flush: true,
-            ..NO_OVERWRITE
-        }
-        .run()
-    });
-}
-
-/// As [`seqlock_switch_and_flush`] with loom-tracked data: the bytes below a snapshot's `offset`
-/// (and of complete sub-buffers below its `produced`) must be visible to the reader.
-#[test]
-fn seqlock_switch_and_flush_shadow() {
     model(2, || {
         Scenario {
             flush: true,
@@ -534,8 +565,9 @@ fn seqlock_switch_and_flush_shadow() {
     });
 }
 
-/// The brief's full sequence: the writer thread writes messages 1 to 3 and flushes (three switch
-/// attempts; message 3 is refused unless the reader consumed sub-buffer 0 in time).
+/// The whole sequence in the writer thread, read through a `SliceSink`: messages 1 to 3 and a
+/// flush (three switch attempts; message 3 is refused unless the reader consumed sub-buffer 0
+/// in time). Preemption bound 1 keeps it affordable.
 #[test]
 fn seqlock_three_writes_and_flush() {
     model(1, || {
@@ -722,6 +754,40 @@ fn consume_mmap_subbufs_consumed_vs_buf_full() {
 // 4. Wakeups
 // ---------------------------------------------------------------------------------------------
 
+/// A thread's handle on the fixture in the wakeup models. Loom reports a lost wakeup by panicking
+/// (deadlock) in a blocked thread; dropping a loom `Arc` while that panic unwinds panics again
+/// and aborts the whole test binary instead of failing one test, so on that path the handle is
+/// leaked.
+struct Handle(ManuallyDrop<Arc<Fixture>>);
+
+impl Handle {
+    fn new(fx: Arc<Fixture>) -> Self {
+        Handle(ManuallyDrop::new(fx))
+    }
+
+    /// A handle for another thread.
+    fn share(&self) -> Handle {
+        Handle::new(Arc::clone(&self.0))
+    }
+}
+
+impl Deref for Handle {
+    type Target = Fixture;
+
+    fn deref(&self) -> &Fixture {
+        &self.0
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // SAFETY: dropped exactly once, here; `self.0` is not used afterwards.
+            unsafe { ManuallyDrop::drop(&mut self.0) };
+        }
+    }
+}
+
 /// Blocks (no deadline) until the buffer is not `Poll::Empty`, through the real wait protocol.
 fn wait_readable(fx: &Fixture) -> Poll {
     assert!(wait::wait_until(fx.st(), &fx.futex, || fx.buf.poll() != Poll::Empty));
@@ -734,9 +800,9 @@ fn wait_readable(fx: &Fixture) -> Poll {
 #[test]
 fn wakeup_no_lost_wakeup() {
     model(3, || {
-        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
+        let fx = Handle::new(Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite)));
         let writer = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 let env = WakeEnv {
                     cb: NoOverwrite,
@@ -747,7 +813,7 @@ fn wakeup_no_lost_wakeup() {
             })
         };
         let reader = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 assert_eq!(wait_readable(&fx), Poll::Readable);
                 fx.read_plain(64)
@@ -765,11 +831,11 @@ fn wakeup_no_lost_wakeup() {
 /// wake word must re-arm.
 #[test]
 fn wakeup_twice() {
-    model(2, || {
-        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
+    model(1, || {
+        let fx = Handle::new(Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite)));
         assert!(fx.write_plain(&NoWake(&NoOverwrite), 1));
         let writer = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 let env = WakeEnv {
                     cb: NoOverwrite,
@@ -780,7 +846,7 @@ fn wakeup_twice() {
             })
         };
         let reader = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 let mut got = Vec::new();
                 while got.len() < stream(&[1, 2]).len() {
@@ -801,16 +867,16 @@ fn wakeup_twice() {
 #[test]
 fn wakeup_close_wakes_waiter() {
     model(3, || {
-        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
+        let fx = Handle::new(Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite)));
         let closer = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 fx.buf.finalize();
                 wait::wake_all(fx.st(), &fx.futex);
             })
         };
         let reader = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || wait_readable(&fx))
         };
         closer.join().unwrap();
@@ -823,9 +889,9 @@ fn wakeup_close_wakes_waiter() {
 #[test]
 fn wakeup_produce_and_close() {
     model(2, || {
-        let fx = Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite));
+        let fx = Handle::new(Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite)));
         let writer = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 let env = WakeEnv {
                     cb: NoOverwrite,
@@ -836,14 +902,14 @@ fn wakeup_produce_and_close() {
             })
         };
         let closer = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 fx.buf.finalize();
                 wait::wake_all(fx.st(), &fx.futex);
             })
         };
         let reader = {
-            let fx = fx.clone();
+            let fx = fx.share();
             thread::spawn(move || {
                 let p = wait_readable(&fx);
                 assert_ne!(p, Poll::Empty);
@@ -864,12 +930,9 @@ fn wakeup_produce_and_close() {
 #[should_panic(expected = "deadlock")]
 fn wakeup_control_missing_notify_deadlocks() {
     model(2, || {
-        // Loom reports the deadlock by panicking inside `join`; dropping a loom `Arc` while that
-        // panic unwinds would panic again and abort the whole test binary, so the main thread's
-        // handle is never dropped on that path.
-        let fx = std::mem::ManuallyDrop::new(Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite)));
+        let fx = Handle::new(Fixture::new(SUBBUF, 2, &NoWake(&NoOverwrite)));
         let writer = {
-            let fx = Arc::clone(&fx);
+            let fx = fx.share();
             thread::spawn(move || {
                 let env = NoWake(&NoOverwrite);
                 assert!(fx.write_plain(&env, 1));
@@ -877,11 +940,10 @@ fn wakeup_control_missing_notify_deadlocks() {
             })
         };
         let reader = {
-            let fx = Arc::clone(&fx);
+            let fx = fx.share();
             thread::spawn(move || wait_readable(&fx))
         };
         writer.join().unwrap();
         reader.join().unwrap();
-        drop(std::mem::ManuallyDrop::into_inner(fx));
     });
 }
