@@ -19,8 +19,10 @@
 
 mod cursor;
 pub mod error;
+pub mod live;
 pub mod merge;
 pub mod metadata;
+pub mod output;
 pub mod render;
 pub mod snapshot;
 pub mod stats;
@@ -35,12 +37,16 @@ pub use merge::{merge, Merge};
 pub use metadata::{
     parse_metadata, Callsite, CallsiteKind, ClockRecord, ClockSource, Metadata, Mode, TraceHeader,
 };
+pub use output::{write_records, Filter, Format, Sink};
 pub use render::{format_value, render, Template};
 pub use stats::{Stats, Warning, WarningKind};
-pub use stream::{decode_snapshot, decode_stream, CpuStream, Event, Lost, Payload, Record};
-pub use text::TextFormatter;
+pub use stream::{
+    decode_snapshot, decode_stream, CpuStream, Event, LiveStream, Lost, Payload, Record, Step,
+};
+pub use text::{format_record, TextFormatter};
 pub use timestamps::{format_seconds, ClockConv};
 pub use trace::{
-    decode_bytes, decode_dir, decode_to_text, decode_to_text_with, Options, Records, Report, Trace,
+    decode_bytes, decode_dir, decode_to_text, decode_to_text_with, CpuSummary, Options, Records,
+    Report, StreamData, Trace,
 };
 pub use value::{decode_args, decode_value, ArgError, Value};

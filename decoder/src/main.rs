@@ -1,52 +1,323 @@
-//! `klog-decode [--absolute] [--stats] [--snapshot] PATH`: prints a klog trace directory as text.
+//! `klog-decode`: prints a klog trace directory (text, JSON Lines or Chrome trace JSON), follows
+//! a live one, or records one.
+//!
+//! ```text
+//! klog-decode [OPTIONS] TRACE_DIR
+//! klog-decode [OPTIONS] --follow LIVE_DIR
+//! klog-decode record LIVE_DIR OUT_DIR [--duration SECS]
+//! ```
+//!
+//! Exit status: 0 when the trace decoded (warnings are counted and summarised on stderr), 1 when
+//! nothing could be decoded (not a klog trace, no metadata, unknown version, no stream, or
+//! nothing but garbage), 2 for a usage error.
 
-use std::io::{self, BufWriter};
+use std::collections::BTreeSet;
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Parser;
-use klog_decode::{Error, Options, Trace};
+use clap::{Parser, Subcommand, ValueEnum};
+use klog_decode::live::{self, FollowOptions};
+use klog_decode::output::{parse_level, parse_seconds, sink, write_records};
+use klog_decode::{CpuSummary, Error, Filter, Format, Options, Stats, Trace};
 
-/// Decode a klog trace directory (`metadata` + `cpu0..cpuN-1`) into text.
+/// Decode a klog trace directory (`metadata` + `cpu0..cpuN-1`).
 #[derive(Debug, Parser)]
-#[command(name = "klog-decode", version, about)]
+#[command(
+    name = "klog-decode",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
-    /// Print CLOCK_MONOTONIC seconds instead of seconds since the first record.
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Fmt::Text)]
+    format: Fmt,
+    /// Print CLOCK_MONOTONIC seconds instead of seconds since the first record (text and
+    /// chrome); --since/--until are then CLOCK_MONOTONIC seconds too.
     #[arg(long)]
     absolute: bool,
-    /// Print decoding statistics and warnings to stderr.
+    /// Print per-CPU statistics and warnings to stderr at the end.
     #[arg(long)]
     stats: bool,
     /// The cpuN files are mmap snapshots (whole-buffer images of an overwrite-mode channel).
     #[arg(long)]
     snapshot: bool,
+    /// Most verbose level shown: error, warn, info, debug, trace (warn shows errors and warnings).
+    #[arg(long, value_parser = level_arg)]
+    level: Option<u8>,
+    /// Only these CPUs (repeatable, or a comma-separated list).
+    #[arg(long, value_delimiter = ',')]
+    cpu: Vec<u16>,
+    /// Only targets (module paths) starting with PREFIX (repeatable: any of them).
+    #[arg(long, value_name = "PREFIX")]
+    target: Vec<String>,
+    /// Only records at or after SECS (since the first record, or CLOCK_MONOTONIC with --absolute).
+    #[arg(long, value_name = "SECS", value_parser = secs_arg, allow_hyphen_values = true)]
+    since: Option<i128>,
+    /// Only records at or before SECS (same reference as --since).
+    #[arg(long, value_name = "SECS", value_parser = secs_arg, allow_hyphen_values = true)]
+    until: Option<i128>,
+    /// Follow a live relay directory (user-space shm directory of a klog RelayHandler, or the
+    /// kernel's debugfs klog directory): print events as they arrive, until Ctrl-C or the
+    /// channel is finalized.
+    #[arg(long, value_name = "LIVE_DIR", conflicts_with_all = ["path", "snapshot"])]
+    follow: Option<PathBuf>,
+    /// Lateness window of --follow in milliseconds: an event is held until every CPU has shown a
+    /// later timestamp or it has waited this long.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    window_ms: u64,
+    /// Never show a progress bar (it is shown only on a terminal, for large traces).
+    #[arg(long)]
+    no_progress: bool,
     /// The trace directory.
-    path: PathBuf,
+    #[arg(required_unless_present = "follow")]
+    path: Option<PathBuf>,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Record a live relay directory into a trace directory (blktrace-style): drain every
+    /// cpuN buffer and copy `metadata`, until Ctrl-C, --duration or the channel is finalized.
+    Record {
+        /// The live directory (user-space shm directory or kernel debugfs klog directory).
+        live: PathBuf,
+        /// The trace directory to write (created if missing).
+        out: PathBuf,
+        /// Stop after SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Fmt {
+    Text,
+    Json,
+    Chrome,
+}
+
+fn level_arg(s: &str) -> Result<u8, String> {
+    parse_level(s).ok_or_else(|| format!("unknown level {s:?} (error, warn, info, debug, trace)"))
+}
+
+fn secs_arg(s: &str) -> Result<i128, String> {
+    parse_seconds(s).ok_or_else(|| format!("not a number of seconds: {s:?}"))
+}
+
+/// Ctrl-C sets the returned flag (a second Ctrl-C kills the process).
+fn stop_on_sigint() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::AcqRel) {
+            std::process::exit(130);
+        }
+    });
+    stop
+}
+
+/// Traces at least this large get a progress bar (on a terminal).
+const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+
+fn print_stats(stats: &Stats, per_cpu: &[CpuSummary], decoded: u64, shown: u64) {
+    let mut e = io::stderr().lock();
+    let _ = writeln!(
+        e,
+        "{:>5} {:>12} {:>8} {:>10} {:>8} {:>10} {:>8} {:>9}",
+        "cpu", "bytes", "subbufs", "events", "raw", "lost", "lost_rec", "warnings"
+    );
+    for c in per_cpu {
+        let s = &c.stats;
+        let _ = writeln!(
+            e,
+            "{:>5} {:>12} {:>8} {:>10} {:>8} {:>10} {:>8} {:>9}",
+            format!("cpu{}", c.cpu),
+            c.bytes,
+            s.subbufs,
+            s.events,
+            s.raw_records,
+            s.lost_events,
+            s.lost_records,
+            s.total_warnings()
+        );
+    }
+    let bytes: u64 = per_cpu.iter().map(|c| c.bytes).sum();
+    let _ = writeln!(
+        e,
+        "{:>5} {:>12} {:>8} {:>10} {:>8} {:>10} {:>8} {:>9}",
+        "total",
+        bytes,
+        stats.subbufs,
+        stats.events,
+        stats.raw_records,
+        stats.lost_events,
+        stats.lost_records,
+        stats.total_warnings()
+    );
+    let _ = writeln!(e, "records decoded: {decoded}, shown: {shown}");
+    let _ = writeln!(e, "{stats}");
+}
+
+fn warn_summary(stats: &Stats) {
+    if stats.total_warnings() > 0 {
+        eprintln!(
+            "klog-decode: {} warnings (--stats for details)",
+            stats.total_warnings()
+        );
+    }
+}
+
+fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error> {
+    let path = cli.path.as_ref().expect("clap requires PATH");
     let opts = Options {
         absolute: cli.absolute,
         snapshot: cli.snapshot,
     };
-    let run = || -> Result<klog_decode::Stats, Error> {
-        let trace = Trace::open(&cli.path, &opts)?;
-        let out = io::stdout().lock();
-        trace.write_text(&opts, BufWriter::with_capacity(1 << 16, out))
-    };
-    match run() {
-        Ok(stats) => {
-            if cli.stats {
-                eprintln!("{stats}");
-            } else if stats.total_warnings() > 0 {
-                eprintln!(
-                    "klog-decode: {} warnings (--stats for details)",
-                    stats.total_warnings()
-                );
+    let trace = Trace::open(path, &opts)?;
+    if trace.streams.is_empty() {
+        eprintln!(
+            "klog-decode: error: {}: no cpuN stream could be read (the metadata announces cpu0..cpu{})",
+            path.display(),
+            trace.metadata.header.n_cpus.saturating_sub(1)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let total = trace.stream_bytes();
+    let mut recs = trace.records();
+    let bar = (!cli.no_progress && total >= PROGRESS_MIN_BYTES && io::stderr().is_terminal()).then(
+        || {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        },
+    );
+    let progress = recs.progress();
+    let cpus: Vec<u16> = trace.streams.iter().map(|(c, _)| *c).collect();
+    let mut sink = sink(format, cli.absolute, cpus);
+    let clock = trace.clock;
+    let out = io::stdout().lock();
+    let res = write_records(
+        &trace.metadata,
+        recs.by_ref(),
+        |raw| clock.to_ns(raw),
+        filter,
+        sink.as_mut(),
+        BufWriter::with_capacity(1 << 16, out),
+        |_| {
+            if let Some(b) = &bar {
+                b.set_position(progress.load(Ordering::Relaxed));
             }
-            ExitCode::SUCCESS
+        },
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let written = match res {
+        Ok(w) => w,
+        Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS)
         }
+        Err(e) => return Err(e),
+    };
+    let stats = recs.stats();
+    let nothing = written.decoded == 0 && stats.total_warnings() > 0;
+    if cli.stats {
+        print_stats(&stats, &recs.per_cpu(), written.decoded, written.shown);
+    } else if !nothing {
+        warn_summary(&stats);
+    }
+    if nothing {
+        eprintln!(
+            "klog-decode: error: {}: nothing could be decoded ({} warnings{})",
+            path.display(),
+            stats.total_warnings(),
+            if cli.stats {
+                ""
+            } else {
+                "; --stats for details"
+            }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Cmd::Record {
+        live,
+        out,
+        duration,
+    }) = &cli.cmd
+    {
+        let stop = stop_on_sigint();
+        let dur = match duration.map(Duration::try_from_secs_f64) {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(_)) => {
+                eprintln!(
+                    "klog-decode: error: --duration must be a non-negative number of seconds"
+                );
+                return ExitCode::from(2);
+            }
+        };
+        return match live::record(live, out, &stop, dur) {
+            Ok(r) => {
+                eprintln!("{r}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("klog-decode: error: record: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let filter = Filter {
+        max_level: cli.level,
+        cpus: (!cli.cpu.is_empty()).then(|| cli.cpu.iter().copied().collect::<BTreeSet<_>>()),
+        targets: cli.target.clone(),
+        since_ns: cli.since,
+        until_ns: cli.until,
+        absolute: cli.absolute,
+    };
+    let format = match cli.format {
+        Fmt::Text => Format::Text,
+        Fmt::Json => Format::Json,
+        Fmt::Chrome => Format::Chrome,
+    };
+    let res = match &cli.follow {
+        Some(dir) => {
+            let stop = stop_on_sigint();
+            let fo = FollowOptions {
+                format,
+                absolute: cli.absolute,
+                filter: filter.clone(),
+                window: Duration::from_millis(cli.window_ms),
+            };
+            live::follow(dir, &fo, &stop, io::stdout().lock()).map(|stats| {
+                if cli.stats {
+                    eprintln!("{stats}");
+                } else {
+                    warn_summary(&stats);
+                }
+                ExitCode::SUCCESS
+            })
+        }
+        None => decode(&cli, &filter, format),
+    };
+    match res {
+        Ok(code) => code,
         Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("klog-decode: error: {e}");

@@ -291,6 +291,40 @@ fn pad_parts(out: &mut String, spec: &Spec, sign: &str, body: &str) {
     }
 }
 
+/// Appends the decimal digits of `v`.
+pub(crate) fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    push_ascii(out, &buf[i..]);
+}
+
+/// Appends ASCII bytes (digits, '.', '-', ' ') without a UTF-8 check.
+pub(crate) fn push_ascii(out: &mut String, b: &[u8]) {
+    debug_assert!(b.is_ascii());
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8 on their own, so the String stays valid.
+        unsafe { out.as_mut_vec().extend_from_slice(b) }
+    }
+}
+
+/// Appends the decimal digits of `v`.
+pub(crate) fn push_u128(out: &mut String, v: u128) {
+    match u64::try_from(v) {
+        Ok(v) => push_u64(out, v),
+        Err(_) => {
+            let _ = write!(out, "{v}");
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Int {
     U(u128),
@@ -309,6 +343,13 @@ fn int(out: &mut String, spec: &Spec, n: Int) {
         Int::I(i, _) => i as u128,
     };
     match spec.ty {
+        // Fast path of the common bare `{}`: no padding or sign rules apply.
+        FmtType::Display | FmtType::Debug if spec.width.is_none() && spec.sign.is_none() => {
+            if !nonneg {
+                out.push('-');
+            }
+            push_u128(out, mag);
+        }
         FmtType::Display | FmtType::Debug => pad_integral(out, spec, nonneg, "", &mag.to_string()),
         FmtType::LowerHex => pad_integral(out, spec, true, "0x", &format!("{twos:x}")),
         FmtType::UpperHex => pad_integral(out, spec, true, "0x", &format!("{twos:X}")),

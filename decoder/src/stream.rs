@@ -311,6 +311,17 @@ impl<'a> CpuStream<'a> {
         self.cpu
     }
 
+    /// Bytes of the stream walked so far (the end once the iterator is done).
+    pub fn position(&self) -> usize {
+        if self.done {
+            return self.data.len();
+        }
+        match &self.walk {
+            Walk::Read(st) => st.pos.min(self.data.len()),
+            Walk::Snap(st) => st.cur.map_or(0, |c| c.0).min(self.data.len()),
+        }
+    }
+
     /// Counters and warnings so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -747,4 +758,222 @@ pub fn decode_snapshot(meta: &Metadata, cpu: u16, data: &[u8]) -> (Vec<Record>, 
     let mut s = CpuStream::snapshot(meta, cpu, data);
     let recs = s.by_ref().collect();
     (recs, s.into_stats())
+}
+
+/// What [`LiveStream::next`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A record.
+    Record(Record),
+    /// The bytes end inside a header or frame (or are used up): push more.
+    NeedMore,
+    /// A frame names a callsite the metadata does not define (yet): re-read the metadata and
+    /// call `next` again (the second time the frame is skipped if the id is still unknown).
+    NeedMetadata(u64),
+}
+
+/// An incremental `read()`-stream decoder for follow mode: bytes are pushed as they are read
+/// from a live relay file (in any chunks), records come out as soon as their frame is complete.
+/// Memory: the unconsumed bytes (at most about a sub-buffer).
+#[derive(Debug)]
+pub struct LiveStream {
+    cpu: u16,
+    buf: Vec<u8>,
+    pos: usize,
+    /// (base_ts, end of the sub-buffer in `buf`, seq) of the current sub-buffer.
+    sub: Option<(u64, usize, u64)>,
+    /// The frame position and id already reported by `NeedMetadata`.
+    asked: Option<(usize, u64)>,
+    stats: Stats,
+    ordinal: u64,
+    last_ts: Option<u64>,
+    /// Latest timestamp seen (records or sub-buffer headers): nothing older will come.
+    pub watermark: Option<u64>,
+}
+
+impl LiveStream {
+    /// A decoder for the stream of buffer `cpu`.
+    pub fn new(cpu: u16) -> Self {
+        LiveStream {
+            cpu,
+            buf: Vec::new(),
+            pos: 0,
+            sub: None,
+            asked: None,
+            stats: Stats::default(),
+            ordinal: 0,
+            last_ts: None,
+            watermark: None,
+        }
+    }
+
+    /// The CPU.
+    pub fn cpu(&self) -> u16 {
+        self.cpu
+    }
+
+    /// Counters and warnings so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Appends bytes read from the relay file.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && (self.pos == self.buf.len() || self.pos >= 1 << 16) {
+            self.buf.drain(..self.pos);
+            if let Some(s) = &mut self.sub {
+                s.1 = s.1.saturating_sub(self.pos);
+            }
+            self.asked = self
+                .asked
+                .and_then(|(p, id)| p.checked_sub(self.pos).map(|p| (p, id)));
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The end of the data: bytes left over are a truncated frame.
+    pub fn finish(&mut self) {
+        let left = self.buf.len() - self.pos;
+        if left > 0 {
+            self.stats.warn(
+                WarningKind::Truncated,
+                Some(self.cpu),
+                None,
+                format_args!("the stream ends inside a frame or header ({left} bytes left)"),
+            );
+            self.pos = self.buf.len();
+        }
+    }
+
+    fn skip_to_magic(&mut self, from: usize, why: &str) {
+        let at = self.buf[from.min(self.buf.len())..]
+            .windows(4)
+            .position(|w| w == SUBBUF_MAGIC)
+            .map(|r| from + r);
+        // Keep a possible partial magic at the end.
+        let to = at.unwrap_or_else(|| self.buf.len().saturating_sub(3).max(self.pos));
+        let skipped = to - self.pos;
+        if skipped > 0 || at.is_some() {
+            self.stats.corrupt_bytes += skipped as u64;
+            self.stats.warn(
+                WarningKind::CorruptFrame,
+                Some(self.cpu),
+                None,
+                format_args!("{why}; skipped {skipped} bytes"),
+            );
+        }
+        self.pos = to;
+        if at.is_none() {
+            self.sub = None;
+        }
+    }
+
+    /// The next record, if the bytes pushed so far hold one.
+    pub fn next(&mut self, meta: &Metadata) -> Step {
+        loop {
+            let rest = &self.buf[self.pos..];
+            if rest.is_empty() {
+                return Step::NeedMore;
+            }
+            if rest.len() < 4 && SUBBUF_MAGIC.starts_with(rest) {
+                return Step::NeedMore;
+            }
+            if rest.starts_with(&SUBBUF_MAGIC) {
+                let Some(h) = SubbufHeader::parse(rest) else {
+                    return Step::NeedMore; // fewer than 32 bytes
+                };
+                if h.cpu != self.cpu && self.sub.is_none() && self.ordinal == 0 {
+                    self.cpu = h.cpu;
+                }
+                if let Some((_, _, last)) = self.sub {
+                    if h.seq != last.wrapping_add(1) {
+                        self.stats.warn(
+                            WarningKind::SeqGap,
+                            Some(self.cpu),
+                            None,
+                            format_args!("sub-buffer seq goes from {last} to {}", h.seq),
+                        );
+                    }
+                }
+                let ss = meta.header.subbuf_size as usize;
+                let end = if ss > SUBBUF_HEADER_LEN {
+                    self.pos + ss
+                } else {
+                    usize::MAX
+                };
+                self.sub = Some((h.base_ts, end, h.seq));
+                self.stats.subbufs += 1;
+                self.pos += SUBBUF_HEADER_LEN;
+                self.watermark = Some(self.watermark.map_or(h.base_ts, |w| w.max(h.base_ts)));
+                if h.lost > 0 {
+                    self.stats.lost_records += 1;
+                    self.stats.lost_events += u64::from(h.lost);
+                    return Step::Record(Record::Lost(Lost {
+                        cpu: self.cpu,
+                        count: u64::from(h.lost),
+                        at_ts: h.base_ts,
+                    }));
+                }
+                continue;
+            }
+            let Some((base_ts, sub_end, _)) = self.sub else {
+                self.skip_to_magic(self.pos, "bytes before the first sub-buffer header");
+                if self.sub.is_none() && self.pos + 4 > self.buf.len() {
+                    return Step::NeedMore;
+                }
+                continue;
+            };
+            // Peek at the callsite id: a definition may be newer than our copy of metadata.
+            let mut c = Cursor::at(&self.buf, self.pos);
+            if let (Ok(_), Ok(head)) = (c.varint(), c.varint()) {
+                let id = head >> 2;
+                let k = head & 3;
+                if (k == wire::frame::EVENT || k == wire::frame::RAW)
+                    && meta.callsite(id).is_none()
+                    && self.asked != Some((self.pos, id))
+                {
+                    self.asked = Some((self.pos, id));
+                    return Step::NeedMetadata(id);
+                }
+            }
+            let pos = self.pos;
+            match decode_frame(
+                meta,
+                self.cpu,
+                &self.buf,
+                pos,
+                sub_end,
+                base_ts,
+                &mut self.stats,
+            ) {
+                Ok((rec, next)) => {
+                    self.pos = next;
+                    let Some(mut rec) = rec else { continue };
+                    let ts = rec.ts_raw();
+                    if self.last_ts.is_some_and(|l| ts < l) {
+                        self.stats.warn(
+                            WarningKind::TimeBackwards,
+                            Some(self.cpu),
+                            None,
+                            format_args!("timestamp goes back (after event {})", self.ordinal),
+                        );
+                    }
+                    self.last_ts = Some(ts);
+                    self.watermark = Some(self.watermark.map_or(ts, |w| w.max(ts)));
+                    if let Record::Event(e) = &mut rec {
+                        e.seq_in_cpu = self.ordinal;
+                        self.ordinal += 1;
+                        match e.payload {
+                            Payload::Values(_) => self.stats.events += 1,
+                            Payload::Raw(_) => self.stats.raw_records += 1,
+                        }
+                    }
+                    return Step::Record(rec);
+                }
+                Err(FrameErr::Truncated) => return Step::NeedMore,
+                Err(FrameErr::Corrupt(why)) => self.skip_to_magic(pos + 1, &why),
+            }
+        }
+    }
 }

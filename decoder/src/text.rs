@@ -12,6 +12,7 @@
 use std::fmt::Write;
 
 use crate::metadata::Metadata;
+use crate::render::push_u64;
 use crate::stream::{Payload, Record};
 use crate::timestamps::{format_seconds, ClockConv};
 
@@ -48,34 +49,8 @@ impl<'a> TextFormatter<'a> {
 
     /// Appends the line for `rec` (without a newline).
     pub fn format(&mut self, rec: &Record, out: &mut String) {
-        out.push('[');
         let ns = self.shown_ns(rec.ts_raw());
-        format_seconds(out, ns);
-        out.push_str("] ");
-        let e = match rec {
-            Record::Lost(l) => {
-                let _ = write!(out, "[cpu{}: {} events lost]", l.cpu, l.count);
-                return;
-            }
-            Record::Event(e) => e,
-        };
-        let _ = write!(out, "cpu{} ", e.cpu);
-        let Some(cs) = self.meta.callsite(e.callsite) else {
-            let _ = write!(out, "?     <undefined callsite {}>", e.callsite);
-            return;
-        };
-        let _ = write!(out, "{:<5} {}: ", cs.level_name(), cs.module);
-        match &e.payload {
-            Payload::Values(v) => {
-                cs.template.render_into(v, out);
-            }
-            Payload::Raw(b) => {
-                let _ = write!(out, "raw {} bytes:", b.len());
-                for x in b {
-                    let _ = write!(out, " {x:02x}");
-                }
-            }
-        }
+        format_record(self.meta, rec, ns, out);
     }
 
     /// The line for `rec`.
@@ -83,5 +58,45 @@ impl<'a> TextFormatter<'a> {
         let mut s = String::new();
         self.format(rec, &mut s);
         s
+    }
+}
+
+/// Appends the text line for `rec` shown at `shown_ns` (without a newline).
+pub fn format_record(meta: &Metadata, rec: &Record, shown_ns: i128, out: &mut String) {
+    out.push('[');
+    format_seconds(out, shown_ns);
+    out.push_str("] ");
+    let e = match rec {
+        Record::Lost(l) => {
+            let _ = write!(out, "[cpu{}: {} events lost]", l.cpu, l.count);
+            return;
+        }
+        Record::Event(e) => e,
+    };
+    out.push_str("cpu");
+    push_u64(out, u64::from(e.cpu));
+    out.push(' ');
+    let Some(cs) = meta.callsite(e.callsite) else {
+        let _ = write!(out, "?     <undefined callsite {}>", e.callsite);
+        return;
+    };
+    let level = cs.level_name();
+    out.push_str(&level);
+    for _ in level.len()..5 {
+        out.push(' ');
+    }
+    out.push(' ');
+    out.push_str(&cs.module);
+    out.push_str(": ");
+    match &e.payload {
+        Payload::Values(v) => {
+            cs.template.render_into(v, out);
+        }
+        Payload::Raw(b) => {
+            let _ = write!(out, "raw {} bytes:", b.len());
+            for x in b {
+                let _ = write!(out, " {x:02x}");
+            }
+        }
     }
 }

@@ -1,7 +1,5 @@
 //! Raw clock values → nanoseconds of `CLOCK_MONOTONIC` (docs/FORMAT.md, "Timestamps").
 
-use std::fmt::Write;
-
 use crate::metadata::{ClockRecord, ClockSource};
 use crate::stats::{Stats, WarningKind};
 
@@ -125,8 +123,34 @@ impl ClockConv {
 
 /// `ns` as seconds with 9 decimals, right-aligned in 16 columns: `    12.345678901`.
 pub fn format_seconds(out: &mut String, ns: i128) {
-    let sign = if ns < 0 { "-" } else { "" };
     let a = ns.unsigned_abs();
-    let s = format!("{sign}{}.{:09}", a / 1_000_000_000, a % 1_000_000_000);
-    let _ = write!(out, "{s:>16}");
+    let (secs, frac) = (a / 1_000_000_000, (a % 1_000_000_000) as u32);
+    let mut buf = [0u8; 64];
+    let mut i = buf.len();
+    let mut f = frac;
+    for _ in 0..9 {
+        i -= 1;
+        buf[i] = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    i -= 1;
+    buf[i] = b'.';
+    let mut s = secs;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (s % 10) as u8;
+        s /= 10;
+        if s == 0 {
+            break;
+        }
+    }
+    if ns < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    let len = buf.len() - i;
+    for _ in len..16 {
+        out.push(' ');
+    }
+    crate::render::push_ascii(out, &buf[i..]);
 }

@@ -1,8 +1,11 @@
 //! Whole traces: a directory (`metadata` + `cpu0..cpuN-1`) or the same bytes in memory.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Write};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::merge::Merge;
@@ -21,15 +24,80 @@ pub struct Options {
     pub snapshot: bool,
 }
 
+/// Files at least this large are mapped rather than read (see docs/PERFORMANCE.md,
+/// "Decoder throughput": mapping and releasing the consumed pages keeps the resident set bounded
+/// by the merge window instead of the trace size).
+pub const MMAP_MIN_LEN: u64 = 1 << 20;
+
+/// The bytes of one per-CPU stream: read into memory, or mapped read-only.
+#[derive(Debug)]
+pub enum StreamData {
+    /// Bytes in memory.
+    Owned(Vec<u8>),
+    /// A read-only private file mapping; [`Records`] releases the pages it has decoded.
+    Mapped(memmap2::Mmap),
+}
+
+impl Deref for StreamData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            StreamData::Owned(v) => v,
+            StreamData::Mapped(m) => m,
+        }
+    }
+}
+
+impl From<Vec<u8>> for StreamData {
+    fn from(v: Vec<u8>) -> Self {
+        StreamData::Owned(v)
+    }
+}
+
+impl StreamData {
+    /// Reads (small files) or maps (large ones) `path`.
+    pub fn load(path: &Path) -> io::Result<StreamData> {
+        let f = File::open(path)?;
+        let len = f.metadata()?.len();
+        if len < MMAP_MIN_LEN || std::env::var_os("KLOG_DECODE_NO_MMAP").is_some() {
+            return fs::read(path).map(StreamData::Owned);
+        }
+        // SAFETY: a private read-only mapping of a recorded trace file. Nothing in this process
+        // writes it; a trace file truncated by another process while mapped would fault (SIGBUS),
+        // which the recorder never does to a closed trace.
+        let m = unsafe { memmap2::MmapOptions::new().map(&f)? };
+        let _ = m.advise(memmap2::Advice::Sequential);
+        Ok(StreamData::Mapped(m))
+    }
+
+    /// Drops the resident pages of `range` (decoded bytes); they are read back from the file if
+    /// touched again. A no-op for bytes in memory.
+    fn release(&self, range: std::ops::Range<usize>) {
+        if let StreamData::Mapped(m) = self {
+            let page = 4096;
+            let start = range.start.next_multiple_of(page);
+            let end = range.end / page * page;
+            if end > start {
+                // SAFETY: a private read-only file mapping: MADV_DONTNEED only drops clean pages,
+                // which fault back in from the file with the same contents.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+    }
+}
+
 /// A loaded trace: parsed metadata and the raw per-CPU streams.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Trace {
     /// The metadata.
     pub metadata: Metadata,
     /// Raw → ns conversion from the clock records.
     pub clock: ClockConv,
     /// (CPU, bytes) of each stream present.
-    pub streams: Vec<(u16, Vec<u8>)>,
+    pub streams: Vec<(u16, StreamData)>,
     snapshot: bool,
     stats: Stats,
 }
@@ -85,7 +153,7 @@ impl Trace {
         let mut streams = Vec::new();
         for cpu in 0..n {
             let p = stream_path(dir, cpu);
-            match fs::read(&p) {
+            match StreamData::load(&p) {
                 Ok(b) => streams.push((cpu, b)),
                 Err(e) => stats.warn(
                     WarningKind::StreamMissing,
@@ -119,14 +187,14 @@ impl Trace {
         let streams = streams
             .into_iter()
             .enumerate()
-            .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), b))
+            .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), StreamData::Owned(b)))
             .collect();
         Ok(Self::assemble(metadata, streams, opts, stats))
     }
 
     fn assemble(
         metadata: Metadata,
-        streams: Vec<(u16, Vec<u8>)>,
+        streams: Vec<(u16, StreamData)>,
         opts: &Options,
         mut stats: Stats,
     ) -> Trace {
@@ -159,12 +227,23 @@ impl Trace {
             .collect()
     }
 
-    /// Every record of every stream, in timestamp order.
+    /// Every record of every stream, in timestamp order. Lazy: the merge holds one decoded
+    /// record per CPU, and the pages of mapped streams are released as they are decoded.
     pub fn records(&self) -> Records<'_> {
+        let n = self.streams.len();
         Records {
             merge: Merge::new(self.cpu_streams()),
             base: self.stats.clone(),
+            data: self.streams.iter().map(|(_, d)| d).collect(),
+            released: vec![0; n],
+            countdown: RELEASE_EVERY,
+            progress: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Total bytes of the per-CPU streams.
+    pub fn stream_bytes(&self) -> u64 {
+        self.streams.iter().map(|(_, d)| d.len() as u64).sum()
     }
 
     /// Writes the text output; returns the statistics.
@@ -183,11 +262,29 @@ impl Trace {
     }
 }
 
+/// Records between two checks of the streams' positions (page release, progress).
+const RELEASE_EVERY: u32 = 1 << 14;
+
+/// Per-CPU counters of a decode (for `--stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSummary {
+    /// The CPU the stream's records are labelled with.
+    pub cpu: u16,
+    /// Bytes of the stream.
+    pub bytes: u64,
+    /// The stream's counters and warnings.
+    pub stats: Stats,
+}
+
 /// The merged records of a [`Trace`].
 #[derive(Debug)]
 pub struct Records<'a> {
     merge: Merge<CpuStream<'a>>,
     base: Stats,
+    data: Vec<&'a StreamData>,
+    released: Vec<usize>,
+    countdown: u32,
+    progress: Arc<AtomicU64>,
 }
 
 impl Records<'_> {
@@ -199,17 +296,65 @@ impl Records<'_> {
         }
         s
     }
+
+    /// Each stream's counters so far.
+    pub fn per_cpu(&self) -> Vec<CpuSummary> {
+        self.merge
+            .sources()
+            .iter()
+            .zip(&self.data)
+            .map(|(c, d)| CpuSummary {
+                cpu: c.cpu(),
+                bytes: d.len() as u64,
+                stats: c.stats().clone(),
+            })
+            .collect()
+    }
+
+    /// Bytes of the streams decoded so far (for a progress bar).
+    pub fn bytes_done(&self) -> u64 {
+        self.merge
+            .sources()
+            .iter()
+            .map(|c| c.position() as u64)
+            .sum()
+    }
+
+    /// A counter of the stream bytes decoded so far, updated every few thousand records while
+    /// the iterator runs (for a progress bar on another handle).
+    pub fn progress(&self) -> Arc<AtomicU64> {
+        self.progress.clone()
+    }
+
+    fn release_consumed(&mut self) {
+        self.progress.store(self.bytes_done(), Ordering::Relaxed);
+        for (i, c) in self.merge.sources().iter().enumerate() {
+            // Keep a margin behind the position: a resync never looks back, but the current
+            // sub-buffer's start is still referenced for the size check.
+            let upto = c.position().saturating_sub(4 << 20);
+            if upto > self.released[i] + (4 << 20) {
+                self.data[i].release(self.released[i]..upto);
+                self.released[i] = upto;
+            }
+        }
+    }
 }
 
 impl Iterator for Records<'_> {
     type Item = Record;
 
     fn next(&mut self) -> Option<Record> {
+        self.countdown -= 1;
+        if self.countdown == 0 {
+            self.countdown = RELEASE_EVERY;
+            self.release_consumed();
+        }
         self.merge.next()
     }
 }
 
-/// A fully decoded trace.
+/// A fully decoded trace (every record in memory: for tests and small traces; the CLI streams
+/// with [`Trace::records`]).
 #[derive(Debug, Clone)]
 pub struct Report {
     /// The metadata.

@@ -4,6 +4,8 @@
 use std::fmt;
 
 use klog::ArgType;
+
+use crate::cursor::{unzigzag, Cursor};
 use serde::Deserialize;
 
 /// One decoded argument.
@@ -97,6 +99,27 @@ fn take<'a, T: Deserialize<'a>>(b: &'a [u8]) -> postcard::Result<(T, &'a [u8])> 
 
 /// Decodes one value of type `ty` from the front of `b`; returns it and the rest.
 pub fn decode_value(ty: ArgType, b: &[u8]) -> postcard::Result<(Value, &[u8])> {
+    // Fast path for the common varint types: a varint of at most 64 bits decodes the same with
+    // the cursor as with postcard; anything else (longer u128 varints, errors) goes to postcard.
+    match ty {
+        ArgType::Unsigned | ArgType::Signed => {
+            let mut c = Cursor::new(b);
+            if let Ok(v) = c.varint() {
+                let v = if ty == ArgType::Unsigned {
+                    Value::Unsigned(u128::from(v))
+                } else {
+                    Value::Signed(i128::from(unzigzag(v)))
+                };
+                return Ok((v, c.rest()));
+            }
+        }
+        ArgType::U8 => {
+            if let Some((&x, rest)) = b.split_first() {
+                return Ok((Value::U8(x), rest));
+            }
+        }
+        _ => {}
+    }
     Ok(match ty {
         ArgType::U8 => take::<u8>(b).map(|(v, r)| (Value::U8(v), r))?,
         ArgType::Unsigned => take::<u128>(b).map(|(v, r)| (Value::Unsigned(v), r))?,

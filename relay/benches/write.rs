@@ -1,30 +1,39 @@
 //! Write throughput of a relay channel, side by side with two baselines, in one run.
 //!
+//! ```text
+//! cargo bench -p relay --bench write
+//! ```
+//!
 //! For every message size (16 B, 64 B, 1 KiB, 64 KiB) and 1 or 2 writer threads:
 //!
 //! * `relay_write` — [`Channel::write`] on an anonymous channel (`Channel::open(None, None, ..)`,
 //!   memfd-backed shared memory) of 256 KiB × 8 sub-buffers per CPU in overwrite mode
 //!   ([`relay::Overwrite`]): writes never stop and nothing reads, so this is the pure writer cost
 //!   (CPU lookup, lock, place, copy, commit, and a sub-buffer switch every 256 KiB).
-//!   For 64 B also `relay___write` ([`Channel::__write`], no re-entry token) and
-//!   `relay_write_with` ([`Channel::write_with`], the message is encoded in place by copying
+//!   For 64 B also `relay__write` ([`Channel::__write`]: no re-entry tracking, no nested queue)
+//!   and `relay_write_with` ([`Channel::write_with`], the message encoded in place by copying
 //!   the same 64 bytes into the slot).
-//! * `memcpy` — `copy_nonoverlapping` of the message into a private 2 MiB ring (the size of one
-//!   relay per-CPU buffer) at advancing offsets, wrapping to 0 when the next message would not
-//!   fit: the memory-bandwidth / call-overhead floor.
+//! * `memcpy` — `copy_nonoverlapping` of the message into a private, page-aligned 2 MiB ring
+//!   (the size of one relay per-CPU buffer) at advancing offsets, wrapping to 0 when the next
+//!   message would not fit: the memory-bandwidth / call-overhead floor.
 //! * `rtrb` — an `rtrb::RingBuffer<u8>` of 2 MiB used as a byte stream:
 //!   `push_entire_slice` (= `write_chunk_uninit` + copy into the one or two slices +
 //!   `commit_all`). Its consumer lives in the *same* thread and, whenever the ring is too full
 //!   for the next message, releases everything in one `read_chunk(..).commit_all()` without
 //!   copying the bytes out. That matches relay in overwrite mode (nobody copies data out) and
 //!   keeps one core per writer; a consumer thread per ring would need 4 busy threads for the
-//!   2-writer case on this 2-core machine.
+//!   2-writer case on a 2-core machine.
 //!
 //! With 2 threads, both write concurrently: to the same relay channel (each lands on its
 //! CPU's buffer), to one memcpy ring each, to one rtrb ring each. Threads are not pinned.
-//! One criterion iteration is one message per thread, so the reported throughput is the total of
-//! all threads (`Throughput::Elements(threads)` / `Bytes(threads × size)`); the time is the wall
-//! clock from the common start (a barrier) to the last thread's end.
+//! One criterion iteration is one message per thread (`Throughput::Bytes(threads × size)`), so
+//! criterion's rates are totals over all threads; the time is the wall clock from the common
+//! start (a barrier) to the last thread's end.
+//!
+//! After criterion's report, a summary table gives for every benchmark the median wall-clock
+//! rate (messages/s and bytes/s, all threads), the 2-thread / 1-thread scaling, the cores the
+//! writers actually got (their CPU time / wall time) and the per-core rate (messages per
+//! CPU-second), which other processes competing for the CPUs do not distort.
 
 use std::hint::black_box;
 use std::ptr;
@@ -89,29 +98,31 @@ fn run<W: Fn(usize, u64) + Sync>(threads: usize, iters: u64, work: &W) -> (Durat
 /// A private ring that messages are `memcpy`d into.
 struct CopyRing {
     mem: Vec<u8>,
+    /// Start of the ring in `mem`: page aligned, like a relay buffer's data region (a 2 MiB
+    /// `Vec` starts 16 bytes into a page, which would make every copy straddle cache lines).
+    base: usize,
     off: usize,
 }
 
 impl CopyRing {
     fn new() -> Self {
         // Touch every page now so that page faults are not measured.
-        CopyRing {
-            mem: vec![0x5a; RING],
-            off: 0,
-        }
+        let mem = vec![0x5a; RING + 4096];
+        let base = mem.as_ptr().align_offset(4096);
+        CopyRing { mem, base, off: 0 }
     }
 
     #[inline]
     fn write(&mut self, data: &[u8]) {
-        if self.off + data.len() > self.mem.len() {
+        if self.off + data.len() > RING {
             self.off = 0;
         }
-        // SAFETY: `off + len <= mem.len()` (checked above; every message is smaller than the
-        // ring), and `data` cannot overlap the ring, which this value owns.
+        // SAFETY: `base + off + len <= base + RING <= mem.len()` (checked above; every message
+        // is smaller than the ring), and `data` cannot overlap the ring, which this value owns.
         unsafe {
             ptr::copy_nonoverlapping(
                 data.as_ptr(),
-                self.mem.as_mut_ptr().add(self.off),
+                self.mem.as_mut_ptr().add(self.base + self.off),
                 data.len(),
             )
         };
@@ -272,70 +283,106 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Medians over the measurement samples (the last `SAMPLE_SIZE` calls) of the wall time per
-/// iteration in ns and of the cores the threads actually got (CPU time / wall time); `None` if
-/// the benchmark did not run a full measurement (filtered out, `--profile-time`, `--test`).
-fn medians(r: &Record) -> Option<(f64, f64)> {
+/// Medians over the measurement samples of one benchmark.
+#[derive(Clone, Copy)]
+struct Medians {
+    /// Wall time per iteration (one message per thread), ns.
+    wall_ns: f64,
+    /// CPU time the writer threads got / wall time (≈ threads when each had a core).
+    cores: f64,
+    /// Messages per CPU-second of the writer threads, in M/s: the per-core rate, which other
+    /// processes taking CPU time from the writers do not distort.
+    per_core: f64,
+}
+
+/// Medians over the measurement samples (the last `SAMPLE_SIZE` calls); `None` if the
+/// benchmark did not run a full measurement (filtered out, `--profile-time`, `--test`).
+fn medians(r: &Record) -> Option<Medians> {
     if r.calls.len() < SAMPLE_SIZE {
         return None;
     }
     let samples = &r.calls[r.calls.len() - SAMPLE_SIZE..];
-    let ns = samples
-        .iter()
-        .map(|&(iters, wall, _)| wall.as_nanos() as f64 / iters as f64);
-    let cores = samples
-        .iter()
-        .map(|&(_, wall, cpu)| cpu.as_secs_f64() / wall.as_secs_f64());
-    Some((median(ns.collect()), median(cores.collect())))
+    let each = |f: &dyn Fn(u64, f64, f64) -> f64| {
+        median(
+            samples
+                .iter()
+                .map(|&(iters, wall, cpu)| f(iters, wall.as_secs_f64(), cpu.as_secs_f64()))
+                .collect(),
+        )
+    };
+    let threads = r.threads as f64;
+    Some(Medians {
+        wall_ns: each(&|iters, wall, _| wall * 1e9 / iters as f64),
+        cores: each(&|_, wall, cpu| cpu / wall),
+        per_core: each(&|iters, _, cpu| iters as f64 * threads / cpu / 1e6),
+    })
 }
 
-/// Prints every benchmark's median as messages/s and bytes/s (all threads together), relay as a
-/// share of memcpy, and the 2-thread / 1-thread scaling.
+/// Prints every benchmark's medians: wall-clock totals over all writer threads (messages/s,
+/// bytes/s, 2-thread / 1-thread scaling), the cores the threads got, and the per-core rate with
+/// relay and rtrb as a share of memcpy.
 fn print_summary() {
     let records = RECORDS.lock().unwrap();
-    // Total M msgs/s of a benchmark.
-    let rate = |size: usize, threads: usize, name: &str| {
+    let find = |size: usize, threads: usize, name: &str| {
         records
             .iter()
             .find(|r| r.size == size && r.threads == threads && r.name == name)
             .and_then(medians)
-            .map(|(ns, _)| threads as f64 * 1e3 / ns)
     };
     println!();
+    println!("Summary (medians of {SAMPLE_SIZE} samples)");
     println!(
-        "Summary: medians of {SAMPLE_SIZE} samples; rates are totals over all writer threads;"
+        "  wall: totals over all writer threads, wall clock; 2t/1t = 2-thread total / 1-thread"
     );
-    println!("cores = CPU time the writer threads got / wall time (2.00 = two idle cores)");
     println!(
-        "{:>6} {:>3} {:<17} {:>9} {:>9} {:>10} {:>8} {:>8} {:>6} {:>6}",
-        "size", "thr", "impl", "ns/iter", "M msg/s", "M/s/thr", "GB/s", "%memcpy", "2t/1t", "cores"
+        "  cores: CPU time the writer threads got / wall time (2.00 = two cores to themselves)"
+    );
+    println!("  per core: messages per CPU-second of the writers; %memcpy compares per-core rates");
+    println!(
+        "{:>6} {:>3} {:<17} | {:>9} {:>9} {:>7} {:>6} | {:>5} | {:>9} {:>7} {:>7}",
+        "size",
+        "thr",
+        "impl",
+        "ns/iter",
+        "M msg/s",
+        "GB/s",
+        "2t/1t",
+        "cores",
+        "M msg/s",
+        "GB/s",
+        "%memcpy"
     );
     for r in records.iter() {
-        let Some((ns, cores)) = medians(r) else {
+        let Some(m) = medians(r) else {
             continue;
         };
-        let mps = r.threads as f64 * 1e3 / ns;
-        let vs_memcpy = rate(r.size, r.threads, "memcpy")
-            .map(|m| format!("{:.0}%", 100.0 * mps / m))
+        let total = r.threads as f64 * 1e3 / m.wall_ns;
+        let scaling = match (r.threads, find(r.size, 1, r.name)) {
+            (2, Some(one)) => format!("{:.2}x", total * one.wall_ns / 1e3),
+            _ => String::new(),
+        };
+        let vs_memcpy = find(r.size, r.threads, "memcpy")
+            .map(|c| format!("{:.0}%", 100.0 * m.per_core / c.per_core))
             .unwrap_or_default();
-        let scaling = match r.threads {
-            1 => String::new(),
-            _ => rate(r.size, 1, r.name)
-                .map(|one| format!("{:.2}x", mps / one))
-                .unwrap_or_default(),
+        let gb = |mps: f64| mps * r.size as f64 / 1e3;
+        // Three significant digits for the 64 KiB rates (< 1 M msg/s).
+        let rate = |mps: f64| match mps < 10.0 {
+            true => format!("{mps:.3}"),
+            false => format!("{mps:.1}"),
         };
         println!(
-            "{:>6} {:>3} {:<17} {:>9.2} {:>9.1} {:>10.1} {:>8.2} {:>8} {:>6} {:>6.2}",
+            "{:>6} {:>3} {:<17} | {:>9.2} {:>9} {:>7.2} {:>6} | {:>5.2} | {:>9} {:>7.2} {:>7}",
             size_label(r.size),
             r.threads,
             r.name,
-            ns,
-            mps,
-            mps / r.threads as f64,
-            mps * r.size as f64 / 1e3,
-            vs_memcpy,
+            m.wall_ns,
+            rate(total),
+            gb(total),
             scaling,
-            cores
+            m.cores,
+            rate(m.per_core),
+            gb(m.per_core),
+            vs_memcpy
         );
     }
 }

@@ -8,6 +8,8 @@ use klog::clock::ClockRef;
 use klog::wire::{self, MetaHeader, SubbufHeader};
 use klog::Level;
 
+pub mod golden;
+
 pub const MONO: u8 = 0;
 pub const TSC: u8 = 1;
 

@@ -1,0 +1,40 @@
+//! The incremental follow-mode decoder on arbitrary bytes pushed in arbitrary chunks: never
+//! panics, and decodes a well-formed stream the same as the whole-stream decoder does (checked
+//! by the unit tests; here: no panic, no unbounded growth).
+#![no_main]
+
+use klog_decode::{LiveStream, Step};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let mut stats = klog_decode::Stats::default();
+    let meta_bytes = {
+        let mut h = vec![22u8, 1];
+        h.extend_from_slice(b"KLOGMETA");
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.push(0);
+        h.extend_from_slice(&256u32.to_le_bytes());
+        h.extend_from_slice(&4u32.to_le_bytes());
+        h
+    };
+    let meta = klog_decode::parse_metadata(&meta_bytes, &mut stats).expect("valid");
+    let mut s = LiveStream::new(0);
+    let n = usize::from(chunk).max(1);
+    let mut out = 0usize;
+    for c in rest.chunks(n) {
+        s.push(c);
+        loop {
+            match s.next(&meta) {
+                Step::Record(_) => out += 1,
+                Step::NeedMore => break,
+                Step::NeedMetadata(_) => {}
+            }
+            assert!(out <= rest.len());
+        }
+    }
+    s.finish();
+});
