@@ -423,23 +423,25 @@ impl<C: ChannelCallbacks> Channel<C> {
     #[inline]
     fn current_index(&self) -> usize {
         let n = self.inner.bufs.len();
-        if n == 1 {
+        let cpu = current_cpu();
+        // `%` is a division (tens of cycles): only needed for a global buffer or a CPU number
+        // beyond the possible CPUs.
+        if cpu < n {
+            cpu
+        } else if n == 1 {
             0
         } else {
-            current_cpu() % n
+            cpu % n
         }
     }
 
-    /// Releases buffer `i`'s writer lock, first writing out what nested contexts queued, then
-    /// checks again after the release (a signal may have queued a message in between).
+    /// Releases buffer `i`'s writer lock, then writes out what nested contexts queued while it
+    /// was held. One check on the fast path: the queue is drained after the release with a
+    /// try-lock; if another writer took the buffer meanwhile, its own release drains it.
     #[inline]
     fn unlock(&self, i: usize, guard: WriterGuard<'_>) {
-        let q = &self.inner.nested[i];
-        if !q.is_empty() {
-            self.drain_nested(i);
-        }
         drop(guard);
-        if !q.is_empty() {
+        if !self.inner.nested[i].is_empty() {
             self.drain_after_release(i);
         }
     }
@@ -454,9 +456,8 @@ impl<C: ChannelCallbacks> Channel<C> {
         unsafe { self.inner.nested[i].drain(|msg| _ = b.write(&*self.inner, msg)) };
     }
 
-    /// A message was queued between our last drain and our release. Only contexts nested in the
-    /// lock holder's thread queue, so it is ours: drain it if the lock is free; if another thread
-    /// took it, that thread drains it before releasing.
+    /// Messages were queued on buffer `i` (by contexts nested in a holder's thread). Drain them
+    /// if the lock is free; if another writer holds it, that writer drains after its release.
     #[cold]
     fn drain_after_release(&self, i: usize) {
         let q = &self.inner.nested[i];
@@ -556,11 +557,6 @@ impl<C: ChannelCallbacks> Channel<C> {
         let b = self.inner.bufs[i].buf();
         match acquire(b.state().writer_lock()) {
             Acquired::Held(g) => {
-                // A message queued by a handler of the previous holder's thread in the instant
-                // between its last drain and its release goes first, keeping queue order.
-                if !self.inner.nested[i].is_empty() {
-                    self.drain_nested(i);
-                }
                 // SAFETY: the writer lock is held until `unlock`.
                 let ok = unsafe { b.write_with_max(&*self.inner, max, fill) };
                 self.unlock(i, g);

@@ -2,12 +2,14 @@
 //! thread.
 //!
 //! Such a handler must not wait for the lock (its owner cannot run until the handler returns).
-//! It appends the message here instead; the lock holder drains the queue into the buffer before
-//! it releases the lock, and checks again right after releasing it (a handler may have run
-//! between its last drain and the release).
+//! It appends the message here instead; right after releasing the lock, the holder checks the
+//! queue and, if it is not empty, takes the lock again with a try-lock and drains it into the
+//! buffer. If another writer took the lock in between, that writer drains the queue after its
+//! own release (every release checks), so nothing stays queued.
 //!
 //! Why this is race-free: only contexts nested inside the current lock owner's thread push (a
-//! context that finds the lock owned by *another* thread waits for it instead). Nested contexts
+//! context that finds the lock owned by *another* thread waits for it instead), and only a
+//! holder of the lock that is not itself nested drains. Nested contexts
 //! on one thread run strictly last-in-first-out, so a push is complete before the context it
 //! interrupted — whether it was pushing or draining — resumes. Pushes reserve their range with a
 //! compare-and-swap on `len`, which is atomic with respect to an interrupting handler, and the

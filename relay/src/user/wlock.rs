@@ -44,16 +44,16 @@ pub const ANON_TOKEN: usize = 1;
 /// A held writer lock; releasing it restores the thread's previous `held`.
 pub struct WriterGuard<'a> {
     word: &'a AtomicUsize,
-    prev: Option<*const AtomicUsize>,
+    /// The thread's record and what it held before (`None` for `__write`'s untracked lock).
+    prev: Option<(&'a ThreadState, *const AtomicUsize)>,
 }
 
 impl Drop for WriterGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         self.word.store(0, Ordering::Release);
-        if let Some(prev) = self.prev {
-            // `ThreadState` has no destructor, so the thread-local is always accessible.
-            THREAD.with(|t| t.held.set(prev));
+        if let Some((t, prev)) = self.prev {
+            t.held.set(prev);
         }
     }
 }
@@ -67,37 +67,39 @@ pub enum Acquired<'a> {
     Nested(*const AtomicUsize),
 }
 
-/// This thread's token and the lock it holds, if the word still carries the token.
+/// This thread's record, for the lifetime of a guard. One thread-local access per lock: the
+/// token is the record's address, and the guard restores `held` through the reference.
 #[inline(always)]
-fn thread() -> (usize, *const AtomicUsize, bool) {
-    THREAD.with(|t| {
-        let token = t as *const ThreadState as usize;
-        let held = t.held.get();
-        // SAFETY: a non-null `held` points to the lock word of a buffer whose channel is borrowed
-        // by an enclosing frame of this thread (the outer writer), so it is alive.
-        let nested = !held.is_null() && unsafe { (*held).load(Ordering::Relaxed) } == token;
-        (token, held, nested)
-    })
+fn thread_state<'a>() -> &'a ThreadState {
+    // SAFETY: `ThreadState` has no destructor and lives as long as the thread; the reference is
+    // only kept inside a guard, which is dropped on the same thread before it exits (guards are
+    // `!Send` because `ThreadState` holds a `Cell`).
+    THREAD.with(|t| unsafe { &*(t as *const ThreadState) })
 }
 
+/// Whether `t` holds `held` (non-null and carrying `t`'s token).
 #[inline(always)]
-fn set_held(word: *const AtomicUsize) {
-    THREAD.with(|t| t.held.set(word));
+fn holds(t: &ThreadState, held: *const AtomicUsize) -> bool {
+    // SAFETY: a non-null `held` points to the lock word of a buffer whose channel is borrowed
+    // by an enclosing frame of this thread (the outer writer), so it is alive.
+    !held.is_null() && unsafe { (*held).load(Ordering::Relaxed) } == t as *const _ as usize
 }
 
 /// Takes `word` for the calling context, waiting for another thread if necessary — unless the
 /// context is nested inside its own thread's hold, which it reports instead.
 #[inline]
 pub fn acquire(word: &AtomicUsize) -> Acquired<'_> {
-    let (token, prev, nested) = thread();
-    if nested {
+    let t = thread_state();
+    let prev = t.held.get();
+    if holds(t, prev) {
         return Acquired::Nested(prev);
     }
     // Record first: a signal arriving right after the compare-and-swap must see the hold.
-    set_held(word);
+    t.held.set(word);
+    let token = t as *const ThreadState as usize;
     let guard = WriterGuard {
         word,
-        prev: Some(prev),
+        prev: Some((t, prev)),
     };
     if word
         .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
@@ -110,18 +112,24 @@ pub fn acquire(word: &AtomicUsize) -> Acquired<'_> {
 
 /// Takes `word` only if it is free right now (for nested contexts, which must not wait).
 pub fn try_acquire(word: &AtomicUsize) -> Option<WriterGuard<'_>> {
-    let (token, prev, _) = thread();
-    set_held(word);
+    let t = thread_state();
+    let prev = t.held.get();
+    t.held.set(word);
     if word
-        .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+        .compare_exchange(
+            0,
+            t as *const ThreadState as usize,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
         .is_ok()
     {
         Some(WriterGuard {
             word,
-            prev: Some(prev),
+            prev: Some((t, prev)),
         })
     } else {
-        set_held(prev);
+        t.held.set(prev);
         None
     }
 }
