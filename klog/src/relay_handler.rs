@@ -75,7 +75,9 @@ impl std::fmt::Display for OpenError {
 impl std::error::Error for OpenError {}
 
 /// Per-buffer writer-side state, touched only under the buffer's emit slot (or in
-/// `subbuf_start`, which runs under it too).
+/// `subbuf_start`, which runs under it too). One cache line each: every event writes its lane,
+/// and lanes of different CPUs must not share a line.
+#[repr(align(64))]
 struct Lane {
     /// Sequence number of the next sub-buffer.
     seq: AtomicU64,
