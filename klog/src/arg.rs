@@ -138,6 +138,21 @@ impl<'a> Writer<'a> {
         if v < 0x80 {
             return self.byte(v as u8);
         }
+        if self.buf.len() - self.pos >= 10 {
+            // One bounds check for the whole varint (at most 10 bytes for a u64) instead of one
+            // per byte: this loop is most of an event's encoding time.
+            let base = self.pos;
+            let dst = &mut self.buf[base..base + 10];
+            let mut i = 0;
+            while v >= 0x80 {
+                dst[i] = v as u8 | 0x80;
+                v >>= 7;
+                i += 1;
+            }
+            dst[i] = v as u8;
+            self.pos = base + i + 1;
+            return;
+        }
         while v >= 0x80 {
             self.byte(v as u8 | 0x80);
             v >>= 7;
