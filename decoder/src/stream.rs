@@ -436,15 +436,13 @@ impl<'a> CpuStream<'a> {
             }
         }
         self.stats.subbufs += 1;
-        if h.lost > 0 {
-            self.stats.lost_records += 1;
-            self.stats.lost_events += u64::from(h.lost);
-            self.pending.push_back(Record::Lost(Lost {
-                cpu: self.cpu,
-                count: u64::from(h.lost),
-                at_ts: h.base_ts,
-            }));
-        }
+        push_lost(
+            &mut self.stats,
+            &mut self.pending,
+            self.cpu,
+            h.lost,
+            h.base_ts,
+        );
         st.sub = Some(Sub {
             seq: h.seq,
             base_ts: h.base_ts,
@@ -645,15 +643,13 @@ impl<'a> CpuStream<'a> {
                         st.next += 1;
                         st.cur = Some((p.start + SUBBUF_HEADER_LEN, p.end, p.base_ts));
                         self.stats.subbufs += 1;
-                        if p.lost > 0 {
-                            self.stats.lost_records += 1;
-                            self.stats.lost_events += u64::from(p.lost);
-                            self.pending.push_back(Record::Lost(Lost {
-                                cpu: self.cpu,
-                                count: u64::from(p.lost),
-                                at_ts: p.base_ts,
-                            }));
-                        }
+                        push_lost(
+                            &mut self.stats,
+                            &mut self.pending,
+                            self.cpu,
+                            p.lost,
+                            p.base_ts,
+                        );
                     }
                     None => {
                         for r in std::mem::take(&mut st.tail) {
@@ -743,6 +739,19 @@ impl Iterator for CpuStream<'_> {
             }
         }
         Some(rec)
+    }
+}
+
+/// Reports the `lost` count of a sub-buffer header (if any) as a record and in the statistics.
+fn push_lost(stats: &mut Stats, pending: &mut VecDeque<Record>, cpu: u16, lost: u32, at_ts: u64) {
+    if lost > 0 {
+        stats.lost_records += 1;
+        stats.lost_events += u64::from(lost);
+        pending.push_back(Record::Lost(Lost {
+            cpu,
+            count: u64::from(lost),
+            at_ts,
+        }));
     }
 }
 

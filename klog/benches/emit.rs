@@ -36,6 +36,9 @@
 //!
 //! Threads are not pinned. Setup (thread start, touching a thread-local ring) is not timed.
 
+#[path = "../../relay/benches/common/mod.rs"]
+mod common;
+
 use std::cell::UnsafeCell;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -47,6 +50,8 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use klog::{klog, RelayConfig, RelayHandler};
 use relay::user::Channel;
 use relay::Overwrite;
+
+use common::{median, thread_cpu_time};
 
 const SUBBUF_SIZE: usize = 256 * 1024;
 const N_SUBBUFS: usize = 8;
@@ -204,17 +209,6 @@ defmt::timestamp!("{=u64}", rdtsc());
 
 // ---------------------------------------------------------------------------------------------
 // Running and recording.
-
-/// CPU time consumed by the calling thread so far.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 /// Touches the calling thread's rings (not timed).
 fn prepare_thread() {
@@ -486,16 +480,6 @@ fn bench_peers(c: &mut Criterion) {
 
 // ---------------------------------------------------------------------------------------------
 // Summary.
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let m = values.len() / 2;
-    if values.len() % 2 == 0 {
-        (values[m - 1] + values[m]) / 2.0
-    } else {
-        values[m]
-    }
-}
 
 /// Medians over the measurement samples (the last `SAMPLE_SIZE` calls).
 struct Medians {

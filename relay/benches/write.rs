@@ -35,6 +35,8 @@
 //! writers actually got (their CPU time / wall time) and the per-core rate (messages per
 //! CPU-second), which other processes competing for the CPUs do not distort.
 
+mod common;
+
 use std::hint::black_box;
 use std::ptr;
 use std::sync::{Barrier, Mutex};
@@ -45,23 +47,14 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use relay::user::Channel;
 use relay::Overwrite;
 
+use common::{median, thread_cpu_time};
+
 const SUBBUF_SIZE: usize = 256 * 1024;
 const N_SUBBUFS: usize = 8;
 /// Bytes of one relay per-CPU buffer; also the size of every baseline ring.
 const RING: usize = SUBBUF_SIZE * N_SUBBUFS;
 const SIZES: [usize; 4] = [16, 64, 1024, 64 * 1024];
 const THREADS: [usize; 2] = [1, 2];
-
-/// CPU time consumed by the calling thread so far.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 /// Runs `work(thread, iters)` on `threads` threads released together by a barrier. Returns the
 /// wall time from the first start to the last finish (thread start-up is not timed) and the CPU
@@ -269,17 +262,6 @@ fn bench_write(c: &mut Criterion) {
     let report = channel.close();
     for st in &report.stats {
         assert_eq!(st.dropped_msgs, 0, "relay dropped messages: {st:?}");
-    }
-}
-
-/// Median of `values` (not empty).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let m = values.len() / 2;
-    if values.len() % 2 == 0 {
-        (values[m - 1] + values[m]) / 2.0
-    } else {
-        values[m]
     }
 }
 

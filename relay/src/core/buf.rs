@@ -444,17 +444,8 @@ impl Buf {
     /// The caller has writer exclusivity for the whole call.
     #[inline]
     pub unsafe fn write<E: Env + ?Sized>(&self, env: &E, data: &[u8]) -> bool {
-        let Some(pos) = self.place(env, data.len()) else {
-            return false;
-        };
-        // SAFETY: `place` returned a position with `data.len()` free bytes inside the current
-        // sub-buffer, inside the data region; writer exclusivity means nobody else writes there
-        // and readers only read below the published offset.
-        unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), self.data.as_ptr().add(pos), data.len())
-        };
-        self.commit(data.len());
-        true
+        // SAFETY: forwarded contract.
+        unsafe { self.write_with(env, data.len(), |slot| slot.copy_from_slice(data)) }
     }
 
     /// Writes a `len`-byte message in place: `fill` gets the slot, then the bytes are published.
@@ -471,15 +462,13 @@ impl Buf {
         len: usize,
         fill: F,
     ) -> bool {
-        let Some(pos) = self.place(env, len) else {
-            return false;
-        };
-        // SAFETY: as in `write`; the slice covers unpublished bytes only this writer touches
-        // until `commit`.
-        let slot = unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr().add(pos), len) };
-        fill(slot);
-        self.commit(len);
-        true
+        // SAFETY: forwarded contract.
+        unsafe {
+            self.write_with_max(env, len, |slot| {
+                fill(slot);
+                len
+            })
+        }
     }
 
     /// Like [`Buf::write_with`] for messages whose exact length is known only while encoding:
@@ -500,7 +489,9 @@ impl Buf {
         let Some(pos) = self.place(env, max) else {
             return false;
         };
-        // SAFETY: as in `write_with`.
+        // SAFETY: `place` returned a position with `max` free bytes inside the current
+        // sub-buffer, inside the data region; writer exclusivity means nobody else writes there
+        // and readers only read below the published offset, which moves only in `commit`.
         let slot = unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr().add(pos), max) };
         let used = fill(slot).min(max);
         self.commit(used);

@@ -157,12 +157,6 @@ impl BufState {
         &self.r.lock
     }
 
-    /// The futex word readers sleep on.
-    #[inline]
-    pub fn wake_word(&self) -> &AtomicU32 {
-        &self.s.wake_seq
-    }
-
     /// Number of readers sleeping or about to sleep.
     #[inline]
     pub fn waiters(&self) -> &AtomicU32 {
