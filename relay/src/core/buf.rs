@@ -396,9 +396,10 @@ impl Buf {
         }
     }
 
-    /// Finds room for `len` bytes, switching if needed. Returns the absolute position.
+    /// Finds room for `len` bytes, switching if needed. Returns where the bytes go: the
+    /// absolute position and the sub-buffer offset (for [`Buf::commit_at`]).
     #[inline(always)]
-    fn place<E: Env + ?Sized>(&self, env: &E, len: usize) -> Option<usize> {
+    fn place<E: Env + ?Sized>(&self, env: &E, len: usize) -> Option<Place> {
         let st = self.state();
         let offset = st.w.offset.load(Ordering::Relaxed);
         // `offset <= size + 1` always, so this cannot overflow for `len <= MAX_ALLOC`; a larger
@@ -406,18 +407,21 @@ impl Buf {
         if offset.saturating_add(len) > self.geo.subbuf_size() {
             return self.place_slow(env, len);
         }
-        Some(st.w.data_off.load(Ordering::Relaxed) + offset)
+        // data_off + offset <= size (writer invariant): wrapping_add only spares the overflow
+        // check the kernel build would emit.
+        Some(Place {
+            pos: st.w.data_off.load(Ordering::Relaxed).wrapping_add(offset),
+            offset,
+        })
     }
 
     #[cold]
     #[inline(never)]
-    fn place_slow<E: Env + ?Sized>(&self, env: &E, len: usize) -> Option<usize> {
+    fn place_slow<E: Env + ?Sized>(&self, env: &E, len: usize) -> Option<Place> {
         // Callers of `place` hold writer exclusivity (all are `unsafe fn`s with that contract).
         let st = self.state();
         match self.switch(env, len) {
-            Switched::Fits => {
-                Some(st.w.data_off.load(Ordering::Relaxed) + st.w.offset.load(Ordering::Relaxed))
-            }
+            Switched::Fits => Some(self.current_place()),
             Switched::Refused => {
                 // relay drops the message silently; we count it (a zero-length write is no loss).
                 if len != 0 {
@@ -429,11 +433,24 @@ impl Buf {
         }
     }
 
+    fn current_place(&self) -> Place {
+        let w = &self.state().w;
+        let offset = w.offset.load(Ordering::Relaxed);
+        Place {
+            pos: w.data_off.load(Ordering::Relaxed) + offset,
+            offset,
+        }
+    }
+
+    /// Publishes `len` bytes written at `at` (from [`Buf::place`]).
     #[inline(always)]
-    fn commit(&self, len: usize) {
-        let offset = &self.state().w.offset;
+    fn commit_at(&self, at: Place, len: usize) {
         // Release publishes the bytes just written to readers that Acquire-load `offset`.
-        offset.store(offset.load(Ordering::Relaxed) + len, Ordering::Release);
+        // offset + len <= subbuf_size (checked by `place`): wrapping_add as above.
+        self.state()
+            .w
+            .offset
+            .store(at.offset.wrapping_add(len), Ordering::Release);
     }
 
     /// relay's `relay_write` body: copies `data` into the current sub-buffer, switching first if
@@ -444,8 +461,20 @@ impl Buf {
     /// The caller has writer exclusivity for the whole call.
     #[inline]
     pub unsafe fn write<E: Env + ?Sized>(&self, env: &E, data: &[u8]) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe { self.write_with(env, data.len(), |slot| slot.copy_from_slice(data)) }
+        let len = data.len();
+        let Some(at) = self.place(env, len) else {
+            return false;
+        };
+        // A plain copy rather than `write_with` + `copy_from_slice`: the kernel build does not
+        // inline `copy_from_slice` from its separately compiled `core`, which cost a call and a
+        // length check per message there.
+        // SAFETY: `place` returned `len` free bytes at `pos` inside the data region (see
+        // `write_with_max`); `data` is a distinct, valid slice of `len` bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), self.data.as_ptr().add(at.pos), len)
+        };
+        self.commit_at(at, len);
+        true
     }
 
     /// Writes a `len`-byte message in place: `fill` gets the slot, then the bytes are published.
@@ -486,15 +515,15 @@ impl Buf {
         max: usize,
         fill: F,
     ) -> bool {
-        let Some(pos) = self.place(env, max) else {
+        let Some(at) = self.place(env, max) else {
             return false;
         };
         // SAFETY: `place` returned a position with `max` free bytes inside the current
         // sub-buffer, inside the data region; writer exclusivity means nobody else writes there
         // and readers only read below the published offset, which moves only in `commit`.
-        let slot = unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr().add(pos), max) };
+        let slot = unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr().add(at.pos), max) };
         let used = fill(slot).min(max);
-        self.commit(used);
+        self.commit_at(at, used);
         true
     }
 
@@ -508,9 +537,8 @@ impl Buf {
     ///
     /// The caller has writer exclusivity for the whole call.
     pub unsafe fn reserve<E: Env + ?Sized>(&self, env: &E, len: usize) -> Option<Slot> {
-        let pos = if len == 0 {
-            let st = self.state();
-            let offset = st.w.offset.load(Ordering::Relaxed);
+        let at = if len == 0 {
+            let offset = self.state().w.offset.load(Ordering::Relaxed);
             // A zero-length slot must start inside the buffer: switch when the sub-buffer is
             // full (offset == size) or refused (size + 1).
             if offset >= self.geo.subbuf_size() {
@@ -519,12 +547,12 @@ impl Buf {
                     return None;
                 }
             }
-            st.w.data_off.load(Ordering::Relaxed) + st.w.offset.load(Ordering::Relaxed)
+            self.current_place()
         } else {
             self.place(env, len)?
         };
-        self.commit(len);
-        Some(Slot { pos, len })
+        self.commit_at(at, len);
+        Some(Slot { pos: at.pos, len })
     }
 
     /// Pointer to a slot returned by [`Buf::reserve`].
@@ -603,6 +631,14 @@ impl Buf {
         let size = self.geo.subbuf_size();
         size - self.padding(slot).load(Ordering::Relaxed).min(size)
     }
+}
+
+/// Where a message goes: its absolute position in the data region and its offset in the
+/// current sub-buffer.
+#[derive(Clone, Copy)]
+struct Place {
+    pos: usize,
+    offset: usize,
 }
 
 /// What a sub-buffer switch achieved.

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# kernel-test.sh -- build a small Rust-enabled Linux 6.12 (cached), build this project's kernel
+# modules with the top-level Kbuild and static user-space checkers, boot QEMU (-smp 4) and run the
+# in-guest checks. Last line: `kernel-test: PASS` or `kernel-test: FAIL (...)`.
+#
+#   bash scripts/kernel-test.sh            # everything (needs root for apt on a fresh machine)
+#   bash scripts/kernel-test.sh modules    # selected steps: install bindgen kernel modules user initramfs boot
+#
+# Knobs: KCACHE (kernel build cache, default /var/cache/rsrelay-kernel), ACCEL=auto|kvm|tcg,
+#        SKIP_APT=1, JOBS, W (work dir for modules/initramfs/logs, default target/kernel-test).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+W=${W:-$ROOT/target/kernel-test}
+KCACHE=${KCACHE:-/var/cache/rsrelay-kernel}
+ACCEL=${ACCEL:-auto}
+JOBS=${JOBS:-$(nproc)}
+RUST_DEB_VER=1.85.0+dfsg3-1~deb12u3 # the kernel's Rust needs exactly this rustc (rustup's has no rust-src)
+BINDGEN_VER=0.72.1
+BINDGEN=/opt/bindgen/bin/bindgen
+KSRC_TAR=/usr/src/linux-source-6.12.tar.xz
+FRAGMENT=$ROOT/scripts/kernel/config.fragment
+LOG=$W/logs
+mkdir -p "$W" "$LOG"
+
+# rustup's rustc comes first in PATH and has no rust-src: name Debian's tools explicitly.
+KMAKE=(LLVM=-19 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc HOSTRUSTC=/usr/bin/rustc BINDGEN=$BINDGEN)
+
+T0=$(date +%s)
+step() { echo "=== [$(date +%T)] $*"; }
+fail() { echo "kernel-test: FAIL ($*)"; exit 1; }
+
+do_install() {
+    [ "${SKIP_APT:-0}" = 1 ] && return 0
+    step "apt install"
+    local want=(linux-source-6.12 clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
+        libssl-dev make gcc libc6-dev perl xz-utils file qemu-system-x86 busybox-static cpio
+        "rustc-web=$RUST_DEB_VER" "rust-web-src=$RUST_DEB_VER" "libstd-rust-web-dev=$RUST_DEB_VER")
+    # Skip apt entirely when everything is there (repeat runs, offline developers).
+    local missing=0 p
+    for p in "${want[@]}"; do
+        local name=${p%%=*} ver=${p#*=}
+        local have; have=$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true)
+        case $have in "install ok installed"*) ;; *) missing=1 ;; esac
+        [ "$name" != "$p" ] && [ "${have##* }" != "$ver" ] && missing=1
+    done
+    if [ $missing = 1 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends "${want[@]}" >/dev/null
+    fi
+    /usr/bin/rustc --version
+}
+
+do_bindgen() {
+    if ! "$BINDGEN" --version 2>/dev/null | grep -q "bindgen $BINDGEN_VER"; then
+        step "cargo install bindgen-cli $BINDGEN_VER"
+        cargo install --locked bindgen-cli --version "$BINDGEN_VER" --root /opt/bindgen
+    fi
+}
+
+# The cache key: kernel package version + config fragment + toolchain.
+kernel_key() {
+    {
+        dpkg-query -W -f='${Version}' linux-source-6.12
+        cat "$FRAGMENT"
+        /usr/bin/rustc --version
+        clang-19 --version | head -1
+        "$BINDGEN" --version
+    } | sha256sum | cut -c1-16
+}
+
+set_kdir() {
+    local key; key=$(kernel_key)
+    KSRC=$KCACHE/src-$(dpkg-query -W -f='${Version}' linux-source-6.12)/linux-source-6.12
+    KDIR=$KCACHE/build-$key
+}
+
+do_kernel() {
+    set_kdir
+    if [ -f "$KDIR/.rsrelay-done" ]; then
+        echo "kernel: cached $KDIR"
+        return 0
+    fi
+    step "kernel build into $KDIR (-j$JOBS)"
+    mkdir -p "$(dirname "$KSRC")"
+    [ -f "$KSRC/Makefile" ] || tar -xf "$KSRC_TAR" -C "$(dirname "$KSRC")"
+    rm -rf "$KDIR"; mkdir -p "$KDIR"
+    make -C "$KSRC" O="$KDIR" "${KMAKE[@]}" rustavailable
+    make -C "$KSRC" O="$KDIR" "${KMAKE[@]}" tinyconfig >/dev/null
+    # shellcheck disable=SC2046
+    "$KSRC/scripts/config" --file "$KDIR/.config" $(grep -v '^#' "$FRAGMENT" | tr '\n' ' ')
+    make -C "$KSRC" O="$KDIR" "${KMAKE[@]}" olddefconfig >/dev/null
+    local o
+    for o in RUST RELAY DEBUG_FS MODULE_UNLOAD SMP KASAN PROVE_LOCKING TRACING ACPI HOTPLUG_CPU; do
+        grep -q "^CONFIG_$o=y" "$KDIR/.config" || fail "config: CONFIG_$o not enabled"
+    done
+    if ! make -C "$KSRC" O="$KDIR" "${KMAKE[@]}" -j"$JOBS" bzImage modules > "$LOG/kernel.log" 2>&1; then
+        tail -40 "$LOG/kernel.log"; fail "kernel build"
+    fi
+    touch "$KDIR/.rsrelay-done"
+    echo "kernel: built $KDIR ($(du -sh "$KDIR" | cut -f1))"
+}
+
+# The modules are built from a copy of the sources they use (same relative paths), so the
+# clone stays free of Kbuild's output.
+do_modules() {
+    set_kdir
+    step "modules (Kbuild, M=$W/kbuild)"
+    local m=$W/kbuild
+    mkdir -p "$m/relay/src" "$m/kernel-tests"
+    cp "$ROOT/Kbuild" "$m/"
+    rsync -a --delete "$ROOT/relay/src/core" "$ROOT/relay/src/kernel" "$m/relay/src/" \
+        --exclude '*.o' --exclude '.*.cmd' --exclude '*_bindings.rs'
+    rsync -a --delete "$ROOT/kernel-tests/module" "$m/kernel-tests/" \
+        --exclude '*.o' --exclude '.*.cmd' --exclude '*_bindings.rs'
+    if ! make -C "$KDIR" M="$m" "${KMAKE[@]}" -j"$JOBS" modules > "$LOG/modules.log" 2>&1; then
+        grep -E "error|warning" -A5 "$LOG/modules.log" | head -80; fail "module build"
+    fi
+    grep -E "^(warning|error)|: warning" "$LOG/modules.log" | head -20 || true
+    ls -l "$m"/*.ko
+}
+
+# Static user-space binaries for the guest (no libc in the initramfs).
+do_user() {
+    step "static user-space checkers"
+    rustup target add x86_64-unknown-linux-gnu >/dev/null 2>&1 || true
+    (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR="$W/target-static" \
+        cargo build -q --release --target x86_64-unknown-linux-gnu -p relay-ktest) || fail "user build"
+    USERBIN=$W/target-static/x86_64-unknown-linux-gnu/release
+}
+
+do_initramfs() {
+    set_kdir
+    step "initramfs"
+    USERBIN=${USERBIN:-$W/target-static/x86_64-unknown-linux-gnu/release}
+    local list=$W/initramfs.list
+    {
+        echo "dir /dev 0755 0 0"
+        echo "nod /dev/console 0600 0 0 c 5 1"
+        echo "nod /dev/null 0666 0 0 c 1 3"
+        for d in bin proc sys tmp modules; do echo "dir /$d 0755 0 0"; done
+        echo "file /bin/busybox $(readlink -f /bin/busybox) 0755 0 0"
+        echo "file /init $ROOT/scripts/kernel/init.sh 0755 0 0"
+        echo "file /modules/rsrelay.ko $W/kbuild/rsrelay.ko 0644 0 0"
+        echo "file /modules/rsrelay_test.ko $W/kbuild/rsrelay_test.ko 0644 0 0"
+        echo "file /bin/relay-kcheck $USERBIN/relay-kcheck 0755 0 0"
+    } > "$list"
+    "$KDIR/usr/gen_init_cpio" "$list" | gzip -1 > "$W/initramfs.cpio.gz"
+}
+
+kvm_usable() {
+    [ -w /dev/kvm ] || return 1
+    # /dev/kvm without VT-x/AMD-V (e.g. PVM) cannot run a stock kernel.
+    [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]
+}
+
+boot_once() { # $1 = kvm|tcg
+    local mode=$1 out=$LOG/guest-$1.log accel=(-accel tcg -cpu max)
+    [ "$mode" = kvm ] && accel=(-enable-kvm -cpu host)
+    step "boot ($mode): qemu -smp 4 -m 1G"
+    timeout "${BOOT_TIMEOUT:-1500}" qemu-system-x86_64 "${accel[@]}" -smp 4 -m 1G \
+        -kernel "$KDIR/arch/x86/boot/bzImage" -initrd "$W/initramfs.cpio.gz" \
+        -nographic -no-reboot -append "console=ttyS0 panic=-1 oops=panic quiet loglevel=4" \
+        < /dev/null > "$out" 2>&1 || true
+    tr -d '\r' < "$out" > "$out.txt"
+    grep -q "GUEST-END" "$out.txt"
+}
+
+do_boot() {
+    set_kdir
+    local mode=$ACCEL
+    if [ "$mode" = auto ]; then if kvm_usable; then mode=kvm; else mode=tcg; fi; fi
+    if ! boot_once "$mode"; then
+        if [ "$mode" = kvm ]; then echo "KVM boot failed, retrying with TCG"; mode=tcg; boot_once tcg || true; fi
+    fi
+    GUESTLOG=$LOG/guest-$mode.log.txt
+    grep -E "^(check:|guest:|  )" "$GUESTLOG" || true
+    local fails splat
+    grep -q "GUEST-END" "$GUESTLOG" || fail "guest did not finish (see $GUESTLOG)"
+    fails=$(grep -c "^check: .*FAIL" "$GUESTLOG" || true)
+    splat=$(grep -E "BUG:|WARNING:|Oops|Kernel panic|KASAN|lockdep|possible recursive locking|circular locking|Call Trace" "$GUESTLOG" | head -5 || true)
+    if [ -n "$splat" ]; then
+        grep -E -B5 -A30 "BUG:|WARNING:|KASAN|circular locking|recursive locking" "$GUESTLOG" | head -120
+        fail "kernel splat in the guest log: $(echo "$splat" | head -1)"
+    fi
+    [ "$fails" = 0 ] || fail "$fails failed checks"
+    [ "$(grep -c '^check: .*: ok' "$GUESTLOG")" -ge 9 ] || fail "too few checks ran"
+    RESULT=PASS
+}
+
+RESULT="not run"
+STEPS=${*:-install bindgen kernel modules user initramfs boot}
+for st in $STEPS; do
+    case $st in
+        install) do_install ;; bindgen) do_bindgen ;; kernel) do_kernel ;; modules) do_modules ;;
+        user) do_user ;; initramfs) do_initramfs ;; boot) do_boot ;;
+        *) echo "unknown step $st" >&2; exit 2 ;;
+    esac
+done
+echo "kernel-test: total $(( $(date +%s) - T0 ))s"
+[ "$RESULT" = PASS ] && echo "kernel-test: PASS"
+exit 0
