@@ -114,6 +114,11 @@ do_modules() {
         --exclude '*.o' --exclude '.*.cmd' --exclude '*_bindings.rs'
     rsync -a --delete "$ROOT/kernel-tests/module" "$m/kernel-tests/" \
         --exclude '*.o' --exclude '.*.cmd' --exclude '*_bindings.rs'
+    mkdir -p "$m/klog/src" "$m/klog-macros/src" "$m/examples"
+    rsync -a --delete --exclude '*.o' --exclude '.*.cmd' --exclude '*_bindings.rs' \
+        "$ROOT/klog/src/" "$m/klog/src/"
+    rsync -a --delete "$ROOT/klog-macros/src/" "$m/klog-macros/src/"
+    rsync -a --delete --exclude '*.o' --exclude '.*.cmd' "$ROOT/examples/kernel" "$m/examples/"
     if ! make -C "$KDIR" M="$m" "${KMAKE[@]}" -j"$JOBS" modules > "$LOG/modules.log" 2>&1; then
         grep -E "error|warning" -A5 "$LOG/modules.log" | head -80; fail "module build"
     fi
@@ -126,7 +131,7 @@ do_user() {
     step "static user-space checkers"
     rustup target add x86_64-unknown-linux-gnu >/dev/null 2>&1 || true
     (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR="$W/target-static" \
-        cargo build -q --release --target x86_64-unknown-linux-gnu -p relay-ktest) || fail "user build"
+        cargo build -q --release --target x86_64-unknown-linux-gnu -p relay-ktest -p klog-decode) || fail "user build"
     USERBIN=$W/target-static/x86_64-unknown-linux-gnu/release
 }
 

@@ -427,13 +427,28 @@ impl Target for SimTarget {
     fn last(&mut self) -> Result<(bool, bool), String> {
         Ok(self.last)
     }
+
+    fn image(&mut self, side: Side, cpu: usize, len: usize) -> Result<Vec<u8>, String> {
+        if !self.files_open || cpu >= self.ncpu {
+            return Err("not open".into());
+        }
+        let mut b = match side {
+            Side::C => self.c[cpu].start.clone(),
+            Side::Rust => self.r[cpu].image().to_vec(),
+        };
+        if len < b.len() {
+            return Err("Invalid argument (os error 22)".into());
+        }
+        b.resize(len, 0);
+        Ok(b)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::diff::{run_seq, Verdict};
-    use crate::seqs::{self, Expect};
+    use crate::seqs::{self, CExpect, Expect};
 
     /// relay.c and the model agree on the model's own documented examples.
     #[test]
@@ -506,41 +521,102 @@ mod tests {
         }
     }
 
-    /// Every defect sequence makes the port differ from the model; where the kernel's bytes
-    /// are recorded, the port reproduces them exactly.
+    /// The port reproduces every recorded relay.c defect exactly (so the engine's verdicts are
+    /// checked off-kernel too), and without its record every defect sequence fails.
     #[test]
-    fn defect_sequences_trigger_in_the_port() {
+    fn defect_sequences_reproduce_in_the_port() {
+        let mut n = 0;
         for seq in seqs::fixed() {
-            let Expect::Defect { expected_c } = &seq.expect else {
+            let Expect::Defect(_) = &seq.expect else {
                 continue;
             };
-            let recorded = expected_c.is_some();
+            n += 1;
             let out = run_seq(&mut SimTarget::new(4), &seq);
-            println!("{}: {:?}", seq.name, out.verdict);
-            for l in &out.lines {
-                println!("  {l}");
-            }
-            if recorded {
-                assert_eq!(out.verdict, Verdict::Ok, "{}", seq.name);
-                // Without the record it is an observed difference.
-                let mut unrecorded = seq.clone();
-                unrecorded.expect = Expect::Defect { expected_c: None };
-                let out = run_seq(&mut SimTarget::new(4), &unrecorded);
-                assert_eq!(out.verdict, Verdict::Observed { differs: true });
-                continue;
-            }
-            // relay_reset's leftovers (prev_padding, last_toobig, old bytes) are invisible to
-            // read() in the port; the kernel may still show something, so it stays a defect
-            // sequence.
-            let want_differs = seq.name != "defect-reset-after-partial-read";
             assert_eq!(
                 out.verdict,
-                Verdict::Observed {
-                    differs: want_differs
-                },
+                Verdict::Ok,
+                "{}:\n{}",
+                seq.name,
+                out.lines.join("\n")
+            );
+            let mut unrecorded = seq.clone();
+            unrecorded.expect = Expect::Defect(CExpect::default());
+            let out = run_seq(&mut SimTarget::new(4), &unrecorded);
+            match out.verdict {
+                Verdict::Fail(e) => assert!(e.contains("programming error"), "{}: {e}", seq.name),
+                v => panic!("{}: {v:?}", seq.name),
+            }
+            assert!(
+                out.lines
+                    .iter()
+                    .any(|l| l.starts_with("first c/rust difference")),
                 "{}",
                 seq.name
             );
+        }
+        assert_eq!(n, 5);
+    }
+
+    /// Each kind of recorded expectation is enforced: dropping or flipping one entry fails.
+    #[test]
+    fn engine_enforces_each_kind_of_expectation() {
+        let find = |name: &str| {
+            seqs::fixed()
+                .into_iter()
+                .find(|s| s.name == name)
+                .expect("exists")
+        };
+        let with = |seq: &seqs::Seq, f: &dyn Fn(&mut CExpect)| {
+            let mut s = seq.clone();
+            let Expect::Defect(e) = &mut s.expect else {
+                panic!("not a defect sequence")
+            };
+            f(e);
+            run_seq(&mut SimTarget::new(4), &s).verdict
+        };
+        let fails = |v: Verdict, what: &str| match v {
+            Verdict::Fail(e) => assert!(e.contains(what), "{e}"),
+            v => panic!("{v:?}"),
+        };
+        let r0 = find("defect-reserve0-full");
+        fails(
+            with(&r0, &|e| e.last.retain(|&(_, l)| !l)),
+            "last: c reserve",
+        );
+        fails(
+            with(&r0, &|e| e.last.iter_mut().for_each(|x| x.1 = !x.1)),
+            "last",
+        );
+        fails(with(&r0, &|e| e.poll.clear()), "poll c/cpu0");
+        fails(
+            with(&r0, &|e| e.poll.push((0, 1, Readiness::In))),
+            "poll c/cpu1",
+        );
+        let reset = find("defect-reset-after-partial-read");
+        fails(with(&reset, &|e| e.image.clear()), "programming error");
+        fails(
+            with(&reset, &|e| e.image[0].1[0].1[0] ^= 1),
+            "mapping differs",
+        );
+        // No runs: C must show the model's image, which it does not.
+        fails(with(&reset, &|e| e.image[0].1.clear()), "mapping differs");
+    }
+
+    #[test]
+    fn engine_rejects_an_untriggered_defect() {
+        // A clean sequence marked as a defect with a record that equals Rust's behaviour.
+        let mut seq = seqs::fixed()
+            .into_iter()
+            .find(|s| s.name == "s64-n4-h4-reserve-ow")
+            .expect("exists");
+        assert!(matches!(seq.steps[0], seqs::Step::Reserve { .. }));
+        seq.expect = Expect::Defect(CExpect {
+            last: vec![(0, true)],
+            ..CExpect::default()
+        });
+        match run_seq(&mut SimTarget::new(4), &seq).verdict {
+            Verdict::Fail(e) => assert!(e.contains("defect not triggered"), "{e}"),
+            v => panic!("{v:?}"),
         }
     }
 
@@ -608,14 +684,19 @@ mod tests {
             }
         }
         got.extend(c.read(usize::MAX));
-        seq.expect = Expect::Defect {
-            expected_c: Some(vec![(0, got.clone())]),
+        let Expect::Defect(recorded) = seq.expect.clone() else {
+            panic!("not a defect sequence")
         };
+        seq.expect = Expect::Defect(CExpect {
+            bytes: vec![(0, got.clone())],
+            ..recorded.clone()
+        });
         assert_eq!(run_seq(&mut t, &seq).verdict, Verdict::Ok);
         got.push(0);
-        seq.expect = Expect::Defect {
-            expected_c: Some(vec![(0, got)]),
-        };
+        seq.expect = Expect::Defect(CExpect {
+            bytes: vec![(0, got)],
+            ..recorded
+        });
         assert!(matches!(run_seq(&mut t, &seq).verdict, Verdict::Fail(_)));
     }
 }

@@ -9,8 +9,8 @@ use std::io::Read;
 
 use crate::model::Model;
 use crate::proto::{Command, Ctl, Side};
-use crate::seqs::{self, pattern, Expect, Seq, Step};
-use crate::sys;
+use crate::seqs::{self, diff_runs, overlay, pattern, CExpect, Expect, Runs, Seq, Step};
+use crate::sys::{self, Mapping};
 use crate::util::{describe_diff, diag, hex, Readiness};
 
 /// A failed `read()`: the errno (if it came from the kernel) and a message.
@@ -46,6 +46,8 @@ pub trait Target {
     fn poll(&mut self, side: Side, cpu: usize) -> Result<Readiness, String>;
     /// The `last` file: (C returned a slot, Rust returned a slot).
     fn last(&mut self) -> Result<(bool, bool), String>;
+    /// `mmap(len)` of the buffer at offset 0, read-only, and a copy of the mapped bytes.
+    fn image(&mut self, side: Side, cpu: usize, len: usize) -> Result<Vec<u8>, String>;
 }
 
 /// The real thing: the test module's debugfs files.
@@ -128,6 +130,14 @@ impl Target for KernelTarget {
     fn last(&mut self) -> Result<(bool, bool), String> {
         self.ctl.last()
     }
+
+    fn image(&mut self, side: Side, cpu: usize, len: usize) -> Result<Vec<u8>, String> {
+        let f = self.file(side, cpu)?;
+        let m =
+            Mapping::new(f, len, 0).map_err(|e| format!("mmap({side}/cpu{cpu}, {len}): {e}"))?;
+        m.snapshot()
+            .map_err(|e| format!("mmap({side}/cpu{cpu}, {len}): {e}"))
+    }
 }
 
 /// How a sequence ended.
@@ -135,11 +145,6 @@ impl Target for KernelTarget {
 pub enum Verdict {
     Ok,
     Fail(String),
-    /// A defect sequence without a recorded expectation: what the C relay did was printed.
-    /// `differs`: C behaved differently from Rust.
-    Observed {
-        differs: bool,
-    },
 }
 
 /// Result of one sequence plus the diagnostic lines to print under it.
@@ -191,13 +196,20 @@ impl Mismatches {
 struct Run<'a> {
     t: &'a mut dyn Target,
     seq: Seq,
-    clean: bool,
+    /// What C does where it differs from Rust (empty in clean sequences).
+    cexp: CExpect,
     ncpu: usize,
     models: Vec<Model>,
     /// Rust differs from the model: always a failure.
     rust: Mismatches,
-    /// C differs from Rust: a failure in clean sequences, expected in defect ones.
+    /// C differs from its expectation (Rust's behaviour unless recorded otherwise): always a
+    /// failure.
     c: Mismatches,
+    /// C's behaviour differs from Rust's somewhere (required in a defect sequence), with the
+    /// first such difference.
+    c_vs_rust: Option<String>,
+    /// Observed C images that differ from the model, for the report: (step, cpu, runs).
+    c_images: Vec<(usize, usize, Runs)>,
     /// Per CPU, per read event: bytes read.
     tx_c: Vec<Vec<Vec<u8>>>,
     tx_r: Vec<Vec<Vec<u8>>>,
@@ -305,6 +317,8 @@ impl Run<'_> {
                     Vec::new()
                 }
             };
+            // CPUs with recorded C bytes are compared once, at the end of the sequence.
+            let recorded = self.cexp.bytes_of(cpu).is_some();
             let cb = match c {
                 Ok((cb, _, runaway)) => {
                     if runaway {
@@ -314,11 +328,16 @@ impl Run<'_> {
                             vec![],
                         );
                     } else if cb != rb {
-                        self.c.add(
-                            i,
-                            format!("{label}: c/cpu{cpu} bytes differ from rust/cpu{cpu}"),
-                            describe_diff("c", &cb, "rust", &rb),
-                        );
+                        self.c_vs_rust.get_or_insert_with(|| {
+                            format!("{label}: c/cpu{cpu} bytes differ from rust/cpu{cpu}")
+                        });
+                        if !recorded {
+                            self.c.add(
+                                i,
+                                format!("{label}: c/cpu{cpu} bytes differ from rust/cpu{cpu}"),
+                                describe_diff("c", &cb, "rust", &rb),
+                            );
+                        }
                     }
                     cb
                 }
@@ -366,11 +385,20 @@ impl Run<'_> {
                     ));
                 }
                 Ok(c) => {
+                    let want = self.cexp.poll_of(i, cpu).or(r);
+                    let rs = r.map_or("error".to_string(), |r| r.to_string());
                     if Some(c) != r {
-                        let r = r.map_or("error".to_string(), |r| r.to_string());
+                        self.c_vs_rust.get_or_insert_with(|| {
+                            format!("{label}: poll c/cpu{cpu} = {c}, rust = {rs}")
+                        });
+                    }
+                    if Some(c) != want {
+                        let w = want.map_or("?".to_string(), |w| w.to_string());
                         self.c.add(
                             i,
-                            format!("{label}: poll c/cpu{cpu} = {c}, rust = {r} (model {m})"),
+                            format!(
+                                "{label}: poll c/cpu{cpu} = {c}, expected {w} (rust {rs}, model {m})"
+                            ),
                             vec![],
                         );
                     }
@@ -396,11 +424,22 @@ impl Run<'_> {
                     );
                 }
                 if c != r {
-                    self.c.add(
-                        i,
+                    self.c_vs_rust.get_or_insert_with(|| {
                         format!(
                             "{label}: last: c reserve returned {}, rust {}",
                             slot(c),
+                            slot(r)
+                        )
+                    });
+                }
+                let want = self.cexp.last_of(i).unwrap_or(r);
+                if c != want {
+                    self.c.add(
+                        i,
+                        format!(
+                            "{label}: last: c reserve returned {}, expected {} (rust {})",
+                            slot(c),
+                            slot(want),
                             slot(r)
                         ),
                         vec![],
@@ -408,6 +447,63 @@ impl Run<'_> {
                 }
             }
             Err(e) => self.rust.add(i, format!("{label}: {e}"), vec![]),
+        }
+    }
+
+    /// Map both buffers of `cpu`; Rust must show the model's image, C the same image with the
+    /// recorded runs laid over it.
+    fn image_step(&mut self, i: usize, cpu: usize) {
+        let label = step_label(&self.seq, i);
+        let g = self.seq.geom;
+        let size = g.s * g.n;
+        let len = sys::page_align(size);
+        let model = self.models[cpu].image().to_vec();
+        let mut head = |side: Side| -> Result<Vec<u8>, String> {
+            let mut b = self.t.image(side, cpu, len)?;
+            if b.len() < size {
+                return Err(format!(
+                    "mmap({side}/cpu{cpu}, {len}): {} bytes, buffer has {size}",
+                    b.len()
+                ));
+            }
+            b.truncate(size);
+            Ok(b)
+        };
+        let r = head(Side::Rust);
+        let c = head(Side::C);
+        match &r {
+            Ok(rb) if *rb != model => self.rust.add(
+                i,
+                format!("{label}: rust/cpu{cpu} mapping differs from the model image"),
+                describe_diff("rust", rb, "model", &model),
+            ),
+            Ok(_) => {}
+            Err(e) => self.rust.add(i, format!("{label}: {e}"), vec![]),
+        }
+        match c {
+            Ok(cb) => {
+                if r.as_ref().is_ok_and(|rb| *rb != cb) {
+                    self.c_vs_rust.get_or_insert_with(|| {
+                        format!("{label}: c/cpu{cpu} mapping differs from rust/cpu{cpu}")
+                    });
+                }
+                let want = match self.cexp.image_of(i) {
+                    Some(runs) => overlay(&model, runs),
+                    None => model.clone(),
+                };
+                if cb != want {
+                    self.c.add(
+                        i,
+                        format!("{label}: c/cpu{cpu} mapping differs from the expected image"),
+                        describe_diff("c", &cb, "expected", &want),
+                    );
+                }
+                let runs = diff_runs(&model, &cb);
+                if !runs.is_empty() {
+                    self.c_images.push((i, cpu, runs));
+                }
+            }
+            Err(e) => self.c.add(i, format!("{label}: {e}"), vec![]),
         }
     }
 
@@ -420,7 +516,7 @@ impl Run<'_> {
             Step::Flush => Some(Command::Flush),
             Step::Reset => Some(Command::Reset),
             Step::Consumed { cpu, n } => Some(Command::Consumed { cpu, n }),
-            Step::Read { .. } | Step::ReadOnce { .. } => None,
+            Step::Read { .. } | Step::ReadOnce { .. } | Step::Image { .. } => None,
         };
         if let Some(cmd) = &cmd {
             self.t
@@ -446,6 +542,7 @@ impl Run<'_> {
                 self.read_step(i, &cpus, chunk.max(1), false);
             }
             Step::ReadOnce { cpu, count } => self.read_step(i, &[cpu], count.max(1), true),
+            Step::Image { cpu } => self.image_step(i, cpu),
         }
         self.poll_step(i);
         Ok(())
@@ -551,15 +648,20 @@ pub fn run_seq(t: &mut dyn Target, seq: &Seq) -> SeqOutcome {
     } else {
         seq.clone()
     };
-    let clean = seq.expect == Expect::Clean;
+    let (defect, cexp) = match &seq.expect {
+        Expect::Clean => (false, CExpect::default()),
+        Expect::Defect(e) => (true, e.clone()),
+    };
     let limit = (2 * g.s * g.n).clamp(64 << 10, 1 << 20);
     let mut run = Run {
         t,
-        clean,
+        cexp,
         ncpu,
         models: vec![Model::open(g.s, g.n, g.h, g.overwrite); ncpu],
         rust: Mismatches::new(),
         c: Mismatches::new(),
+        c_vs_rust: None,
+        c_images: Vec::new(),
         tx_c: vec![Vec::new(); ncpu],
         tx_r: vec![Vec::new(); ncpu],
         limit,
@@ -586,11 +688,13 @@ pub fn run_seq(t: &mut dyn Target, seq: &Seq) -> SeqOutcome {
 
     let Run {
         seq,
+        cexp,
         rust,
-        c,
+        mut c,
+        c_vs_rust,
+        c_images,
         tx_c,
         tx_r,
-        clean,
         c_gone,
         ..
     } = run;
@@ -598,6 +702,27 @@ pub fn run_seq(t: &mut dyn Target, seq: &Seq) -> SeqOutcome {
         lines.push(format!(
             "note: {g}; the final C read is not compared (see diff/c-files-after-close)"
         ));
+    }
+    // Recorded C bytes: every byte the CPU's C file returned, concatenated.
+    let end = seq.steps.len();
+    for (cpu, want) in &cexp.bytes {
+        match tx_c.get(*cpu) {
+            Some(ev) => {
+                let got = ev.concat();
+                if got != *want {
+                    c.add(
+                        end,
+                        format!("c/cpu{cpu} bytes differ from the recorded expectation"),
+                        describe_diff("c", &got, "expected", want),
+                    );
+                }
+            }
+            None => c.add(
+                end,
+                format!("recorded C bytes for cpu{cpu}, but there are only {ncpu} CPUs"),
+                vec![],
+            ),
+        }
     }
 
     let mut fail: Option<String> = None;
@@ -617,29 +742,54 @@ pub fn run_seq(t: &mut dyn Target, seq: &Seq) -> SeqOutcome {
         lines.push("rust vs model:".into());
         lines.extend(rust.lines.iter().map(|l| format!("  {l}")));
     }
-    if clean && c.any() {
+    if defect && cexp.is_empty() {
         fail.get_or_insert_with(|| {
-            format!(
-                "c differs from rust in a clean sequence ({} mismatches): {}",
-                c.count,
-                c.first()
-            )
+            "defect sequence without a recorded C expectation (programming error: record what \
+             the C relay does, see the observed-c lines)"
+                .into()
         });
-        lines.push("c vs rust:".into());
+    }
+    if c.any() {
+        fail.get_or_insert_with(|| {
+            if defect {
+                format!(
+                    "c differs from the recorded relay.c behaviour ({} mismatches): {}",
+                    c.count,
+                    c.first()
+                )
+            } else {
+                format!(
+                    "c differs from rust in a clean sequence ({} mismatches): {}",
+                    c.count,
+                    c.first()
+                )
+            }
+        });
+        lines.push(
+            if defect {
+                "c vs expected:"
+            } else {
+                "c vs rust:"
+            }
+            .into(),
+        );
         lines.extend(c.lines.iter().map(|l| format!("  {l}")));
+    }
+    if defect && c_vs_rust.is_none() {
+        fail.get_or_insert_with(|| {
+            "defect not triggered: C behaved exactly like Rust in every compared respect".into()
+        });
     }
 
     let verdict = if let Some(f) = fail {
         let mark = rust.first_step.into_iter().chain(c.first_step).min();
+        if defect {
+            observed_lines(&tx_c, &tx_r, &c_images, c_vs_rust.as_deref(), &mut lines);
+        }
         lines.push(format!("script: {}", seq.script(mark)));
         Verdict::Fail(f)
     } else {
-        match &seq.expect {
-            Expect::Clean => Verdict::Ok,
-            Expect::Defect { expected_c } => {
-                defect_verdict(expected_c.as_ref(), &tx_c, &tx_r, &c, &seq, &mut lines)
-            }
-        }
+        Verdict::Ok
     };
     SeqOutcome {
         verdict,
@@ -648,54 +798,33 @@ pub fn run_seq(t: &mut dyn Target, seq: &Seq) -> SeqOutcome {
     }
 }
 
-fn defect_verdict(
-    expected: Option<&seqs::CTranscript>,
+/// What C did where it differs from Rust, in the form the sequence builder records it.
+fn observed_lines(
     tx_c: &[Vec<Vec<u8>>],
     tx_r: &[Vec<Vec<u8>>],
-    c: &Mismatches,
-    seq: &Seq,
+    c_images: &[(usize, usize, Runs)],
+    c_vs_rust: Option<&str>,
     lines: &mut Vec<String>,
-) -> Verdict {
-    let cat = |v: &Vec<Vec<u8>>| v.concat();
-    match expected {
-        Some(exp) => {
-            for (cpu, (c_ev, r_ev)) in tx_c.iter().zip(tx_r).enumerate() {
-                let got = cat(c_ev);
-                let want = exp
-                    .iter()
-                    .find(|(k, _)| *k == cpu)
-                    .map_or_else(|| cat(r_ev), |(_, b)| b.clone());
-                if got != want {
-                    lines.extend(describe_diff("c", &got, "expected", &want));
-                    lines.push(format!("observed-c: cpu{cpu}: {}", transcript_hex(c_ev)));
-                    lines.push(format!("script: {}", seq.script(None)));
-                    return Verdict::Fail(format!(
-                        "c/cpu{cpu} differs from the recorded expectation"
-                    ));
-                }
-            }
-            Verdict::Ok
+) {
+    for (cpu, (c_ev, r_ev)) in tx_c.iter().zip(tx_r).enumerate() {
+        if c_ev.concat() != r_ev.concat() {
+            lines.push(format!("observed-c: cpu{cpu}: {}", transcript_hex(c_ev)));
+            lines.push(format!("observed-rust: cpu{cpu}: {}", transcript_hex(r_ev)));
         }
-        None => {
-            let mut differs = c.any();
-            for (cpu, (c_ev, r_ev)) in tx_c.iter().zip(tx_r).enumerate() {
-                if cat(c_ev) != cat(r_ev) {
-                    differs = true;
-                    lines.push(format!("observed-c: cpu{cpu}: {}", transcript_hex(c_ev)));
-                    lines.push(format!("observed-rust: cpu{cpu}: {}", transcript_hex(r_ev)));
-                }
-            }
-            if c.any() {
-                lines.push(format!("c vs rust ({} differences):", c.count));
-                lines.extend(c.lines.iter().map(|l| format!("  {l}")));
-            }
-            if differs {
-                lines.push(format!("script: {}", seq.script(c.first_step)));
-            } else {
-                lines.push("note: C behaved exactly like Rust here (defect not triggered)".into());
-            }
-            Verdict::Observed { differs }
-        }
+    }
+    for (i, cpu, runs) in c_images {
+        let runs: Vec<String> = runs
+            .iter()
+            .map(|(off, b)| format!("({off}, \"{}\")", hex(b, MAX_HEX)))
+            .collect();
+        lines.push(format!(
+            "observed-c-image: #{i} cpu{cpu}: model image with [{}]",
+            runs.join(", ")
+        ));
+    }
+    match c_vs_rust {
+        Some(d) => lines.push(format!("first c/rust difference: {d}")),
+        None => lines.push("C behaved exactly like Rust".into()),
     }
 }
 
@@ -718,7 +847,7 @@ pub fn check(ctl: &Ctl) -> Result<(), String> {
     };
     diag(&format!("diff: {ncpu} CPUs"));
     let all = seqs::all(ncpu);
-    let (mut failed, mut observed) = (0usize, 0usize);
+    let (mut failed, mut defects) = (0usize, 0usize);
     let mut c_gone: Vec<(String, String)> = Vec::new();
     for seq in &all {
         let name = format!("diff/{}", seq.name);
@@ -730,20 +859,13 @@ pub fn check(ctl: &Ctl) -> Result<(), String> {
             });
         match &out.verdict {
             Verdict::Ok if seq.expect != Expect::Clean => {
+                defects += 1;
                 println!("check: {name}: ok (C reproduces the recorded relay.c defect)");
             }
             Verdict::Ok => crate::util::result_line(&name, &Ok(())),
             Verdict::Fail(e) => {
                 failed += 1;
                 crate::util::result_line(&name, &Err(e.clone()));
-            }
-            Verdict::Observed { differs } => {
-                observed += 1;
-                if *differs {
-                    println!("check: {name}: observed (C differs as expected)");
-                } else {
-                    println!("check: {name}: ok (note: C identical to Rust, defect not triggered)");
-                }
             }
         }
         for l in &out.lines {
@@ -766,7 +888,7 @@ pub fn check(ctl: &Ctl) -> Result<(), String> {
         );
     }
     diag(&format!(
-        "diff: {} sequences, {failed} failed, {observed} defect sequences observed",
+        "diff: {} sequences, {failed} failed, {defects} relay.c defects reproduced",
         all.len()
     ));
     match (failed, c_gone.is_empty()) {

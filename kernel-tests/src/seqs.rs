@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::util::Readiness;
+
 /// Channel geometry and mode of one sequence (`open S N H O`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geom {
@@ -50,6 +52,11 @@ pub enum Step {
     Read { cpu: Option<usize>, chunk: usize },
     /// A single `read()` call of `count` bytes on one CPU (a partial read).
     ReadOnce { cpu: usize, count: usize },
+    /// `mmap` the whole buffer (`PAGE_ALIGN(S*N)` bytes) of `c/cpuN` and `rust/cpuN` and compare
+    /// the first `S*N` bytes: Rust with the model's image, C with the same image (or the
+    /// recorded C image). relay.c does not zero its pages at allocation, so this step belongs
+    /// only in sequences that have written every byte of the C buffer before.
+    Image { cpu: usize },
 }
 
 impl fmt::Display for Step {
@@ -66,6 +73,7 @@ impl fmt::Display for Step {
                 chunk,
             } => write!(f, "read {c} /{chunk}"),
             Step::ReadOnce { cpu, count } => write!(f, "read-once {cpu} {count}"),
+            Step::Image { cpu } => write!(f, "image {cpu}"),
         }
     }
 }
@@ -76,7 +84,8 @@ impl Step {
             Step::Write { cpu, .. }
             | Step::Reserve { cpu, .. }
             | Step::Consumed { cpu, .. }
-            | Step::ReadOnce { cpu, .. } => Some(cpu),
+            | Step::ReadOnce { cpu, .. }
+            | Step::Image { cpu } => Some(cpu),
             Step::Read { cpu, .. } => cpu,
             Step::Flush | Step::Reset => None,
         }
@@ -87,16 +96,96 @@ impl Step {
             Step::Write { cpu, .. }
             | Step::Reserve { cpu, .. }
             | Step::Consumed { cpu, .. }
-            | Step::ReadOnce { cpu, .. } => *cpu = new,
+            | Step::ReadOnce { cpu, .. }
+            | Step::Image { cpu } => *cpu = new,
             Step::Read { cpu: Some(c), .. } => *c = new,
             Step::Read { cpu: None, .. } | Step::Flush | Step::Reset => {}
         }
     }
 }
 
-/// Expected C result. The C channel's bytes per CPU: every byte read from `c/cpuN` during the
-/// sequence (all read steps and the final read after `close`), concatenated.
-pub type CTranscript = Vec<(usize, Vec<u8>)>;
+/// Runs of bytes laid over an image: `(offset, bytes)`.
+pub type Runs = Vec<(usize, Vec<u8>)>;
+
+/// What the kernel's C relay does where it differs from the Rust relay, as observed on the real
+/// kernel (Linux 6.12). Everything not listed must equal Rust (and so the model) exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CExpect {
+    /// Per CPU: every byte read from `c/cpuN` during the sequence (all read steps and the final
+    /// read after `close`), concatenated.
+    pub bytes: Vec<(usize, Vec<u8>)>,
+    /// Per `reserve` step: whether C's `relay_reserve` returned a slot.
+    pub last: Vec<(usize, bool)>,
+    /// Per (step, CPU): what `poll` on `c/cpuN` reports after the step.
+    pub poll: Vec<(usize, usize, Readiness)>,
+    /// Per `image` step: the C buffer's first `S*N` bytes are the model's image with these runs
+    /// laid over it.
+    pub image: Vec<(usize, Runs)>,
+}
+
+impl CExpect {
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+            && self.last.is_empty()
+            && self.poll.is_empty()
+            && self.image.is_empty()
+    }
+
+    pub fn bytes_of(&self, cpu: usize) -> Option<&[u8]> {
+        self.bytes
+            .iter()
+            .find(|(c, _)| *c == cpu)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    pub fn last_of(&self, step: usize) -> Option<bool> {
+        self.last.iter().find(|(s, _)| *s == step).map(|&(_, l)| l)
+    }
+
+    pub fn poll_of(&self, step: usize, cpu: usize) -> Option<Readiness> {
+        self.poll
+            .iter()
+            .find(|(s, c, _)| *s == step && *c == cpu)
+            .map(|&(_, _, r)| r)
+    }
+
+    pub fn image_of(&self, step: usize) -> Option<&Runs> {
+        self.image.iter().find(|(s, _)| *s == step).map(|(_, r)| r)
+    }
+}
+
+/// `base` with `runs` laid over it (runs reaching past the end are cut).
+pub fn overlay(base: &[u8], runs: &[(usize, Vec<u8>)]) -> Vec<u8> {
+    let mut out = base.to_vec();
+    for (off, b) in runs {
+        for (i, &x) in b.iter().enumerate() {
+            if let Some(y) = out.get_mut(off + i) {
+                *y = x;
+            }
+        }
+    }
+    out
+}
+
+/// Where `got` differs from `base` (same length), as runs; runs closer than 8 bytes are merged.
+pub fn diff_runs(base: &[u8], got: &[u8]) -> Runs {
+    let mut runs: Runs = Vec::new();
+    let mut last_end = 0usize;
+    for (i, (&g, &b)) in got.iter().zip(base).enumerate() {
+        if g == b {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((off, bytes)) if i - last_end < 8 => {
+                bytes.clear();
+                bytes.extend_from_slice(&got[*off..=i]);
+            }
+            _ => runs.push((i, vec![g])),
+        }
+        last_end = i + 1;
+    }
+    runs
+}
 
 /// What the C relay is expected to do in a sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,9 +193,9 @@ pub enum Expect {
     /// No known relay.c defect is reachable: C must behave exactly like the Rust relay.
     Clean,
     /// The sequence deliberately triggers a relay.c defect (docs/ARCHITECTURE.md, "Differences
-    /// from kernel/relay.c"). `expected_c: None` = not known yet, print what the kernel does;
-    /// `Some(t)` = CPUs listed in `t` must read exactly these bytes (others must equal Rust).
-    Defect { expected_c: Option<CTranscript> },
+    /// from kernel/relay.c"): C must do exactly what the expectation says (and differ from Rust
+    /// somewhere). An empty expectation is a programming error and fails the sequence.
+    Defect(CExpect),
 }
 
 /// One scripted sequence.
@@ -129,11 +218,16 @@ impl Seq {
     /// The same sequence with every CPU number taken modulo `ncpu` (for machines with fewer
     /// CPUs than the script names).
     pub fn fold_cpus(&self, ncpu: usize) -> Seq {
+        let ncpu = ncpu.max(1);
         let mut s = self.clone();
         for st in &mut s.steps {
             if let Some(c) = st.cpu() {
-                st.set_cpu(c % ncpu.max(1));
+                st.set_cpu(c % ncpu);
             }
+        }
+        if let Expect::Defect(e) = &mut s.expect {
+            e.bytes.iter_mut().for_each(|(c, _)| *c %= ncpu);
+            e.poll.iter_mut().for_each(|(_, c, _)| *c %= ncpu);
         }
         s
     }
@@ -174,6 +268,8 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 struct B {
     seq: Seq,
     seed: u8,
+    defect: bool,
+    c: CExpect,
 }
 
 impl B {
@@ -187,6 +283,8 @@ impl B {
                 final_chunk: 4096,
             },
             seed: 1,
+            defect: false,
+            c: CExpect::default(),
         }
     }
     fn next_seed(&mut self) -> u8 {
@@ -239,29 +337,76 @@ impl B {
         self.seq.steps.push(Step::ReadOnce { cpu, count });
         self
     }
+    /// Compare the mmap images of one CPU.
+    fn image(mut self, cpu: usize) -> B {
+        self.seq.steps.push(Step::Image { cpu });
+        self
+    }
     fn final_chunk(mut self, c: usize) -> B {
         self.seq.final_chunk = c;
         self
     }
     fn defect(mut self) -> B {
-        self.seq.expect = Expect::Defect { expected_c: None };
+        self.defect = true;
         self
+    }
+    /// Index of the step pushed last.
+    fn cur(&self) -> usize {
+        self.seq.steps.len().checked_sub(1).expect("no step yet")
     }
     /// Record what the kernel's C relay returned on `cpu` (an `observed-c:` line: hex, `|`
-    /// between read events). An undecodable string leaves the expectation unknown.
+    /// between read events).
     fn expect_c(mut self, cpu: usize, observed: &str) -> B {
-        let exp = match (&mut self.seq.expect, unhex(observed)) {
-            (Expect::Defect { expected_c }, Some(bytes)) => {
-                let mut v = expected_c.take().unwrap_or_default();
-                v.push((cpu, bytes));
-                Some(v)
-            }
-            _ => None,
-        };
-        self.seq.expect = Expect::Defect { expected_c: exp };
+        let bytes = unhex(observed).unwrap_or_else(|| panic!("{}: bad hex", self.seq.name));
+        self.c.bytes.push((cpu, bytes));
         self
     }
-    fn done(self) -> Seq {
+    /// Record what C's `relay_reserve` returned at the `reserve` step pushed last.
+    fn c_last(mut self, slot: bool) -> B {
+        let i = self.cur();
+        assert!(
+            matches!(self.seq.steps[i], Step::Reserve { .. }),
+            "{}: c_last after a non-reserve step",
+            self.seq.name
+        );
+        self.c.last.push((i, slot));
+        self
+    }
+    /// Record what `poll` on `c/cpuN` reports after the step pushed last, for each of `cpus`.
+    fn c_poll(mut self, cpus: &[usize], r: Readiness) -> B {
+        let i = self.cur();
+        self.c.poll.extend(cpus.iter().map(|&cpu| (i, cpu, r)));
+        self
+    }
+    /// Record the C image at the `image` step pushed last: the model's image with these
+    /// `(offset, hex)` runs laid over it.
+    fn c_image(mut self, runs: &[(usize, &str)]) -> B {
+        let i = self.cur();
+        assert!(
+            matches!(self.seq.steps[i], Step::Image { .. }),
+            "{}: c_image after a non-image step",
+            self.seq.name
+        );
+        let runs = runs
+            .iter()
+            .map(|&(off, h)| {
+                let b = unhex(h).unwrap_or_else(|| panic!("{}: bad hex", self.seq.name));
+                (off, b)
+            })
+            .collect();
+        self.c.image.push((i, runs));
+        self
+    }
+    fn done(mut self) -> Seq {
+        if self.defect {
+            self.seq.expect = Expect::Defect(self.c);
+        } else {
+            assert!(
+                self.c.is_empty(),
+                "{}: C expectations in a clean sequence",
+                self.seq.name
+            );
+        }
         self.seq
     }
 }
@@ -551,8 +696,13 @@ pub fn fixed() -> Vec<Seq> {
             .flush()
             .flush()
             .rd(4096)
+            // Linux 6.12.117: the other CPUs' flushed empty sub-buffers (padding == S) are never
+            // consumed by read(), so poll keeps saying IN.
+            .c_poll(&[1, 2, 3], Readiness::In)
             .w(0, 7)
+            .c_poll(&[1, 2, 3], Readiness::In)
             .rd(3)
+            .c_poll(&[1, 2, 3], Readiness::In)
             .defect()
             // Linux 6.12.117: the 5 bytes after two empty flushed sub-buffers come twice.
             .expect_c(
@@ -585,10 +735,15 @@ pub fn fixed() -> Vec<Seq> {
         B::new("defect-toobig-with-header", 64, 4, 4, false)
             .w(0, 10)
             .w(0, 61)
+            // Linux 6.12.117: the switch before the failure completed sub-buffer 0: readable.
+            .c_poll(&[0], Readiness::In)
             .w(0, 64)
+            .c_poll(&[0], Readiness::In)
             .rd(4096)
             .w(0, 10)
             .r(0, 62)
+            .c_last(false) // NULL on both, but C switched first
+            .c_poll(&[0], Readiness::In)
             .rd(7)
             .defect()
             // Linux 6.12.117: each too-big write/reserve leaves a bare header (01.., 02.., 03..).
@@ -599,31 +754,60 @@ pub fn fixed() -> Vec<Seq> {
             .done(),
     );
     // reserve(0) in a full sub-buffer: one past the end / no switch; reserve(0) that switches
-    // returns NULL.
+    // returns NULL. The bytes read stay the same as Rust's (a zero-length slot stores nothing).
     v.push(
         B::new("defect-reserve0-full", 64, 2, 4, false)
             .w(0, 60)
             .r(0, 0)
-            .w(0, 60)
+            // Linux 6.12.117: offset == S is not "> S": a slot one past the end of sub-buffer 0,
+            // no switch, so sub-buffer 0 is not complete (Rust switches: slot in sub-buffer 1).
+            .c_last(true)
+            .c_poll(&[0], Readiness::Idle)
+            .w(0, 60) // C switches here
             .r(0, 0)
-            .w(0, 10)
+            // Linux 6.12.117: again a slot one past the end (of the whole buffer); Rust's
+            // switch is refused (buffer full): NULL.
+            .c_last(true)
+            .w(0, 10) // switch refused on both: dropped
             .r(0, 0)
+            .c_last(false) // still full: NULL on both
             .rd(4096)
             .r(0, 0)
+            // Linux 6.12.117: the switch succeeds but relay_reserve returns NULL for length 0
+            // (Rust returns a slot at offset H).
+            .c_last(false)
             .w(0, 5)
             .rd(7)
             .defect()
             .done(),
     );
-    // reset after a partial read, then read.
+    // reset after a partial read: relay_reset leaves the old bytes in the buffer (the Rust relay
+    // zeroes it). read() cannot see that, the mmap image can. Every byte of the buffer is
+    // written before the reset (relay.c does not zero its pages at allocation), so the C image
+    // is fully determined.
     v.push(
-        B::new("defect-reset-after-partial-read", 64, 4, 4, false)
-            .w(0, 30)
-            .w(0, 30)
-            .w(0, 30)
+        B::new("defect-reset-after-partial-read", 64, 2, 4, false)
+            .ws(0, 30, 4) // sub-buffers 0 and 1 exactly full (H + 30 + 30)
             .once(0, 10)
             .reset()
             .w(0, 10)
+            .image(0)
+            // Linux 6.12.117: after the new header (02) and the 10 new bytes, sub-buffer 0 still
+            // holds the old bytes 14..64 (seeds 1 and 38) and sub-buffer 1 all of its old
+            // content: header 01, seeds 75 and 112.
+            .c_image(&[
+                (
+                    14,
+                    "0b0c0d0e0f101112131415161718191a1b1c1d1e\
+                     262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f40414243",
+                ),
+                (
+                    64,
+                    "01010101\
+                     4b4c4d4e4f505152535455565758595a5b5c5d5e5f606162636465666768\
+                     707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d",
+                ),
+            ])
             .rd(4096)
             .defect()
             .done(),
@@ -806,6 +990,7 @@ mod tests {
         let max = s.geom.s - s.geom.h;
         for bad in [
             Step::Reset,
+            Step::Image { cpu: 0 },
             Step::Consumed { cpu: 0, n: 1 },
             Step::Reserve {
                 cpu: 0,
@@ -845,18 +1030,59 @@ mod tests {
         assert_eq!(unhex("01|ff|"), Some(vec![1, 255]));
         assert_eq!(unhex("0"), None);
         assert_eq!(unhex("zz"), None);
-        let recorded = fixed()
-            .iter()
-            .filter(|s| {
-                matches!(
-                    &s.expect,
-                    Expect::Defect {
-                        expected_c: Some(v)
-                    } if !v.is_empty()
-                )
-            })
-            .count();
-        assert_eq!(recorded, 3);
+        let mut defects = 0;
+        for s in fixed() {
+            if let Expect::Defect(e) = &s.expect {
+                defects += 1;
+                assert!(!e.is_empty(), "{}: no C expectation", s.name);
+                for &(i, _) in &e.last {
+                    assert!(matches!(s.steps[i], Step::Reserve { .. }), "{}", s.name);
+                }
+                for (i, _) in &e.image {
+                    assert!(matches!(s.steps[*i], Step::Image { .. }), "{}", s.name);
+                }
+                for &(i, _, _) in &e.poll {
+                    assert!(i < s.steps.len(), "{}", s.name);
+                }
+            }
+        }
+        assert_eq!(defects, 5);
+    }
+
+    #[test]
+    fn overlay_and_runs() {
+        let base = [0u8; 32];
+        let mut got = base;
+        got[3] = 1;
+        got[5] = 2; // merged with the run at 3 (gap < 8)
+        got[20] = 3;
+        let runs = diff_runs(&base, &got);
+        assert_eq!(runs, vec![(3, vec![1, 0, 2]), (20, vec![3])]);
+        assert_eq!(overlay(&base, &runs), got.to_vec());
+        assert_eq!(overlay(&[0; 2], &[(1, vec![7, 8])]), vec![0, 7]);
+        assert!(diff_runs(&base, &base).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "C expectations in a clean sequence")]
+    fn builder_rejects_c_expectations_in_clean_sequences() {
+        B::new("x", 64, 1, 4, false).r(0, 1).c_last(false).done();
+    }
+
+    #[test]
+    fn fold_cpus_folds_expectations() {
+        let s = B::new("x", 64, 1, 4, false)
+            .w(3, 1)
+            .c_poll(&[3], Readiness::In)
+            .expect_c(3, "01")
+            .defect()
+            .done()
+            .fold_cpus(2);
+        let Expect::Defect(e) = s.expect else {
+            panic!()
+        };
+        assert_eq!(e.poll, vec![(0, 1, Readiness::In)]);
+        assert_eq!(e.bytes, vec![(1, vec![1])]);
     }
 
     #[test]

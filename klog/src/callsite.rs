@@ -10,7 +10,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-use crate::Level;
+use super::Level;
 
 /// What a callsite records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,11 @@ pub enum Kind {
 }
 
 /// The static description of a callsite (written by `klog-macros`).
+///
+/// `#[repr(C)]` (as [`Callsite`]): in the kernel, callsites live in client modules and are read
+/// by klog_core.ko and the handler module, each compiled from these sources.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Meta {
     /// Normalised format string (every placeholder indexed, see docs/FORMAT.md).
     pub fmt: &'static str,
@@ -52,6 +56,7 @@ const UNSEEN: u8 = 2;
 /// `state` is `UNSEEN` until the callsite is linked into the registry (exactly once, under the
 /// registry lock); afterwards it is `ENABLED` or `DISABLED` as computed from the current
 /// configuration, and only changed under the registry lock.
+#[repr(C)]
 pub struct Callsite {
     state: AtomicU8,
     /// Filter rules' verdict for this callsite, cached: 0 none, 1 on, 2 off.
@@ -113,16 +118,24 @@ impl Callsite {
 
     /// Whether the definition was already written for handler generation `gen`; if not, marks
     /// it written and returns `false` (the caller writes it). Called with the metadata lock held.
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    pub(crate) fn mark_defined(&self, gen: u32) -> bool {
+    pub fn mark_defined(&self, gen: u32) -> bool {
         self.defined.swap(gen, Ordering::Relaxed) == gen
     }
 
     /// Whether the definition exists for `gen`.
     #[inline]
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    pub(crate) fn is_defined(&self, gen: u32) -> bool {
+    pub fn is_defined(&self, gen: u32) -> bool {
         self.defined.load(Ordering::Relaxed) == gen
+    }
+
+    /// The runtime rule's verdict for this callsite: `Some(true)` forced on, `Some(false)`
+    /// forced off, `None` the level decides.
+    pub fn rule(&self) -> Option<bool> {
+        match self.rule.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
     }
 }
 
@@ -160,7 +173,7 @@ fn token() -> usize {
     T.with(|t| t as *const u8 as usize)
 }
 
-#[cfg(not(feature = "std"))]
+#[cfg(not(any(feature = "std", klog_kernel)))]
 fn token() -> usize {
     1
 }
@@ -168,22 +181,45 @@ fn token() -> usize {
 /// Takes the registry lock. `None` if the calling thread already holds it (a signal handler
 /// interrupting a registry update): waiting would deadlock. Another holder is waited for — it
 /// holds the lock only briefly and never waits for anything itself.
+#[cfg(not(klog_kernel))]
 fn lock() -> Option<Guard> {
     let me = token();
     loop {
         match LOCK.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return Some(Guard),
+            Ok(_) => return Some(Guard(0)),
             Err(owner) if owner == me => return None,
             Err(_) => core::hint::spin_loop(),
         }
     }
 }
 
-struct Guard;
+/// In klog_core.ko the registry lock is a raw spinlock taken with interrupts off (callsites
+/// register from any context but NMI), provided by the module's C glue.
+#[cfg(klog_kernel)]
+fn lock() -> Option<Guard> {
+    extern "C" {
+        fn klog_reg_lock() -> usize;
+    }
+    // SAFETY: takes the glue's spinlock and returns the saved interrupt flags.
+    Some(Guard(unsafe { klog_reg_lock() }))
+}
+
+/// Holds the registry lock (with the saved interrupt flags in the kernel).
+struct Guard(#[cfg_attr(not(klog_kernel), allow(dead_code))] usize);
 
 impl Drop for Guard {
+    #[cfg(not(klog_kernel))]
     fn drop(&mut self) {
         LOCK.store(0, Ordering::Release);
+    }
+
+    #[cfg(klog_kernel)]
+    fn drop(&mut self) {
+        extern "C" {
+            fn klog_reg_unlock(flags: usize);
+        }
+        // SAFETY: releases the lock taken in `lock` with the flags it saved.
+        unsafe { klog_reg_unlock(self.0) }
     }
 }
 
@@ -220,6 +256,25 @@ fn apply_rules(cfg: &Config, cs: &Callsite) {
     cs.rule.store(v, Ordering::Relaxed);
 }
 
+/// In a kernel client module the registry is klog_core.ko's (one for every module).
+#[cfg(klog_client)]
+#[cold]
+#[inline(never)]
+fn register(cs: &'static Callsite) -> bool {
+    extern "C" {
+        fn klog_register_callsite(cs: *const core::ffi::c_void) -> bool;
+    }
+    // SAFETY: a static callsite; klog_core links it and unlinks it when this module goes away.
+    unsafe { klog_register_callsite((cs as *const Callsite).cast()) }
+}
+
+/// Links `cs` into the registry (klog_core.ko's export for client modules).
+#[cfg(klog_kernel)]
+pub fn register_callsite(cs: &'static Callsite) -> bool {
+    register(cs)
+}
+
+#[cfg(not(klog_client))]
 #[cold]
 #[inline(never)]
 fn register(cs: &'static Callsite) -> bool {
@@ -297,6 +352,52 @@ pub fn set_rules(rules: Option<&'static RuleFn>) {
 /// Calls `f` for every callsite seen so far (for a control interface listing them).
 pub fn for_each_callsite(mut f: impl FnMut(&'static Callsite)) {
     with_lock(|cfg| walk(cfg, |_, cs| f(cs)));
+}
+
+/// Sets the rule of every callsite for which `pred` holds to `verdict` (`Some(true)` on,
+/// `Some(false)` off, `None` back to the level) and recomputes the states (dynamic-debug style
+/// control). Returns the number of callsites changed.
+pub fn set_rule_where(mut pred: impl FnMut(&Meta) -> bool, verdict: Option<bool>) -> usize {
+    let v = match verdict {
+        None => 0,
+        Some(true) => 1,
+        Some(false) => 2,
+    };
+    with_lock(|cfg| {
+        let mut n = 0;
+        walk(cfg, |_, cs| {
+            if pred(&cs.meta) {
+                cs.rule.store(v, Ordering::Relaxed);
+                n += 1;
+            }
+        });
+        refresh(cfg);
+        n
+    })
+    .unwrap_or(0)
+}
+
+/// Removes every callsite for which `pred` holds from the registry (the kernel's module
+/// unload: the statics of a module that goes away).
+#[cfg(klog_kernel)]
+pub fn unlink_where(mut pred: impl FnMut(*const Callsite) -> bool) {
+    with_lock(|_| {
+        let mut link: &AtomicPtr<Callsite> = &REGISTRY;
+        loop {
+            let p = link.load(Ordering::Relaxed);
+            if p.is_null() {
+                break;
+            }
+            // SAFETY: only `&'static Callsite`s of loaded modules are linked (this runs before
+            // a module's memory goes away).
+            let cs: &'static Callsite = unsafe { &*p };
+            if pred(p) {
+                link.store(cs.next.load(Ordering::Relaxed), Ordering::Release);
+            } else {
+                link = &cs.next;
+            }
+        }
+    });
 }
 
 /// Events skipped because their callsite's first execution interrupted a registry update.

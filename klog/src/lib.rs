@@ -30,6 +30,7 @@ mod dispatch;
 #[cfg(feature = "std")]
 pub mod filter;
 pub mod fmtspec;
+mod level;
 #[cfg(feature = "log")]
 pub mod log_bridge;
 #[cfg(feature = "std")]
@@ -42,49 +43,9 @@ pub use callsite::{for_each_callsite, max_level, set_max_level, set_rules, Calls
 pub use dispatch::{flush, is_registered, register, unregister, Handler, RegisterError};
 #[cfg(feature = "std")]
 pub use filter::{control, set_filter};
+pub use level::Level;
 #[cfg(feature = "std")]
 pub use relay_handler::{HandlerStats, OpenError, RelayConfig, RelayHandler};
-
-/// Severity of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Level {
-    /// Errors.
-    Error = 1,
-    /// Warnings.
-    Warn = 2,
-    /// Information (the default of `klog!`).
-    Info = 3,
-    /// Debugging.
-    Debug = 4,
-    /// Tracing.
-    Trace = 5,
-}
-
-impl Level {
-    /// The level for its wire value.
-    pub fn from_u8(v: u8) -> Option<Level> {
-        Some(match v {
-            1 => Level::Error,
-            2 => Level::Warn,
-            3 => Level::Info,
-            4 => Level::Debug,
-            5 => Level::Trace,
-            _ => return None,
-        })
-    }
-
-    /// Upper-case name, e.g. `"WARN"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN",
-            Level::Info => "INFO",
-            Level::Debug => "DEBUG",
-            Level::Trace => "TRACE",
-        }
-    }
-}
 
 /// The most verbose level compiled in (`max_level_*` features; the most restrictive wins).
 /// `None`: everything is compiled out.

@@ -103,66 +103,100 @@ pub struct MetaHeader {
     pub n_subbufs: u32,
 }
 
-#[cfg(feature = "std")]
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+/// Where metadata records are appended: a `Vec<u8>` in user space, a fixed buffer in the
+/// kernel handler. Records are written in two passes (length, then bytes) so no staging
+/// buffer is needed.
+pub trait Out {
+    /// Appends bytes.
+    fn put(&mut self, b: &[u8]);
 }
 
 #[cfg(feature = "std")]
-fn str_field(out: &mut Vec<u8>, s: &str) {
+impl Out for Vec<u8> {
+    fn put(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+}
+
+/// Counts bytes (the first pass of [`record`]).
+struct Count(usize);
+
+impl Out for Count {
+    fn put(&mut self, b: &[u8]) {
+        self.0 += b.len();
+    }
+}
+
+fn varint(out: &mut dyn Out, mut v: u64) {
+    let mut buf = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    buf[n] = v as u8;
+    out.put(&buf[..=n]);
+}
+
+fn str_field(out: &mut dyn Out, s: &str) {
     varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+    out.put(s.as_bytes());
 }
 
 /// Appends one record: `varint len` + `kind` + body.
-#[cfg(feature = "std")]
-fn record(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
-    let mut b = std::vec![kind];
-    body(&mut b);
-    varint(out, b.len() as u64);
-    out.extend_from_slice(&b);
+fn record(out: &mut dyn Out, kind: u8, body: impl Fn(&mut dyn Out)) {
+    let mut n = Count(1);
+    body(&mut n);
+    varint(out, n.0 as u64);
+    out.put(&[kind]);
+    body(out);
+}
+
+/// Length of a record as [`record`] writes it (for callers with a bounded buffer).
+pub fn record_len(body_len: usize) -> usize {
+    let n = body_len + 1;
+    super::arg::varint_len64(n as u64) + n
 }
 
 /// Appends the header record.
-#[cfg(feature = "std")]
-pub fn meta_header(out: &mut Vec<u8>, h: &MetaHeader) {
+pub fn meta_header(out: &mut dyn Out, h: &MetaHeader) {
     record(out, record::HEADER, |b| {
-        b.extend_from_slice(&META_MAGIC);
-        b.extend_from_slice(&VERSION.to_le_bytes());
-        b.extend_from_slice(&h.n_cpus.to_le_bytes());
-        b.push(h.overwrite as u8);
-        b.extend_from_slice(&h.subbuf_size.to_le_bytes());
-        b.extend_from_slice(&h.n_subbufs.to_le_bytes());
+        b.put(&META_MAGIC);
+        b.put(&VERSION.to_le_bytes());
+        b.put(&h.n_cpus.to_le_bytes());
+        b.put(&[h.overwrite as u8]);
+        b.put(&h.subbuf_size.to_le_bytes());
+        b.put(&h.n_subbufs.to_le_bytes());
+    })
+}
+
+/// Appends a clock record: `source` 0 = CLOCK_MONOTONIC ns, 1 = TSC ticks.
+pub fn meta_clock_raw(out: &mut dyn Out, source: u8, raw: u64, mono_ns: u64, ticks_per_sec: u64) {
+    record(out, record::CLOCK, |b| {
+        b.put(&[source]);
+        b.put(&raw.to_le_bytes());
+        b.put(&mono_ns.to_le_bytes());
+        b.put(&ticks_per_sec.to_le_bytes());
     })
 }
 
 /// Appends a clock record.
 #[cfg(feature = "std")]
 pub fn meta_clock(out: &mut Vec<u8>, source: u8, r: &crate::clock::ClockRef) {
-    record(out, record::CLOCK, |b| {
-        b.push(source);
-        b.extend_from_slice(&r.raw.to_le_bytes());
-        b.extend_from_slice(&r.mono_ns.to_le_bytes());
-        b.extend_from_slice(&r.ticks_per_sec.to_le_bytes());
-    })
+    meta_clock_raw(out, source, r.raw, r.mono_ns, r.ticks_per_sec)
 }
 
 /// Appends a callsite definition.
-#[cfg(feature = "std")]
-pub fn meta_callsite(out: &mut Vec<u8>, id: u32, m: &crate::callsite::Meta, types: &[u8]) {
+pub fn meta_callsite(out: &mut dyn Out, id: u32, m: &super::callsite::Meta, types: &[u8]) {
     record(out, record::CALLSITE, |b| {
         varint(b, id as u64);
-        b.push(m.level as u8);
-        b.push(m.kind as u8);
+        b.put(&[m.level as u8, m.kind as u8]);
         str_field(b, m.fmt);
         str_field(b, m.module);
         str_field(b, m.file);
         varint(b, m.line as u64);
         varint(b, types.len() as u64);
-        b.extend_from_slice(types);
+        b.put(types);
     })
 }

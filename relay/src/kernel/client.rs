@@ -233,6 +233,34 @@ impl<T: Callbacks> Channel<T> {
         unsafe { sys::rsrelay_write(self.raw.as_ptr(), data.as_ptr().cast(), data.len()) }
     }
 
+    /// Encodes a message in place: `fill` gets room for `max` bytes in the current CPU's buffer
+    /// and returns how many it used; only those are published. Interrupts are off during
+    /// `fill`. `false` if the message was dropped.
+    pub fn write_with<F: FnMut(&mut [u8]) -> usize>(&self, max: usize, mut fill: F) -> bool {
+        unsafe extern "C" fn tr<F: FnMut(&mut [u8]) -> usize>(
+            ctx: *mut c_void,
+            slot: *mut c_void,
+            max: usize,
+        ) -> usize {
+            // SAFETY: `ctx` is the `fill` below, alive for the call; rsrelay passes a slot of
+            // `max` writable bytes that only this writer touches until it returns.
+            unsafe {
+                let f = &mut *ctx.cast::<F>();
+                f(core::slice::from_raw_parts_mut(slot.cast::<u8>(), max)).min(max)
+            }
+        }
+        // SAFETY: open channel; `tr::<F>` matches the expected signature and `fill` outlives
+        // the synchronous call.
+        unsafe {
+            sys::rsrelay_write_with(
+                self.raw.as_ptr(),
+                max,
+                Some(tr::<F>),
+                (&mut fill as *mut F).cast(),
+            )
+        }
+    }
+
     /// `__relay_write`: cheaper (preemption instead of interrupts off).
     ///
     /// # Safety

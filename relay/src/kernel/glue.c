@@ -23,6 +23,8 @@
 
 /* Implemented in Rust (rsrelay.rs). */
 bool rsr_write_cpu(struct rsrelay_chan *chan, unsigned int cpu, const void *data, size_t length);
+bool rsr_write_with_cpu(struct rsrelay_chan *chan, unsigned int cpu, size_t max,
+			size_t (*fill)(void *ctx, void *slot, size_t max), void *ctx);
 int rsr_fop_open(struct inode *inode, struct file *file);
 ssize_t rsr_fop_read(struct file *file, char __user *ubuf, size_t count, loff_t *ppos);
 ssize_t rsr_fop_read_iter(struct kiocb *iocb, struct iov_iter *to);
@@ -64,6 +66,7 @@ EXPORT_SYMBOL_GPL(rsrelay_open);
 EXPORT_SYMBOL_GPL(rsrelay_close);
 EXPORT_SYMBOL_GPL(rsrelay_write);
 EXPORT_SYMBOL_GPL(__rsrelay_write);
+EXPORT_SYMBOL_GPL(rsrelay_write_with);
 EXPORT_SYMBOL_GPL(rsrelay_reserve);
 EXPORT_SYMBOL_GPL(rsrelay_flush);
 EXPORT_SYMBOL_GPL(rsrelay_reset);
@@ -91,6 +94,18 @@ bool rsrelay_write(struct rsrelay_chan *chan, const void *data, size_t length)
 
 	local_irq_save(flags);
 	ret = rsr_write_cpu(chan, raw_smp_processor_id(), data, length);
+	local_irq_restore(flags);
+	return ret;
+}
+
+bool rsrelay_write_with(struct rsrelay_chan *chan, size_t max,
+			size_t (*fill)(void *ctx, void *slot, size_t max), void *ctx)
+{
+	unsigned long flags;
+	bool ret;
+
+	local_irq_save(flags);
+	ret = rsr_write_with_cpu(chan, raw_smp_processor_id(), max, fill, ctx);
 	local_irq_restore(flags);
 	return ret;
 }

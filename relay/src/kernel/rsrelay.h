@@ -58,6 +58,13 @@ struct rsrelay_chan *rsrelay_open(const char *base_filename, struct dentry *pare
 void rsrelay_close(struct rsrelay_chan *chan);
 /* relay_write: any context but NMI (interrupts are disabled inside). false = dropped. */
 bool rsrelay_write(struct rsrelay_chan *chan, const void *data, size_t length);
+/*
+ * Like rsrelay_write for a message encoded in place: room for `max` bytes is found in the
+ * current CPU's buffer (switching if needed), fill(ctx, slot, max) encodes into it and returns
+ * how many bytes it used, and only those are published. Interrupts are off during fill.
+ */
+bool rsrelay_write_with(struct rsrelay_chan *chan, size_t max,
+			size_t (*fill)(void *ctx, void *slot, size_t max), void *ctx);
 /* __relay_write: preemption disabled inside; no writer on this CPU may run in interrupts. */
 bool __rsrelay_write(struct rsrelay_chan *chan, const void *data, size_t length);
 /*

@@ -524,6 +524,17 @@ fn close_inner(chan: &KChan) {
         let Some(buf) = NonNull::new(p) else { continue };
         // SAFETY: the channel still holds its reference on the buffer.
         let b = unsafe { buf.as_ref() };
+        let st = b.core.stats();
+        if st.toobig_msgs != 0 {
+            // relay_close's report, per buffer (relay.c keeps one racy value per channel).
+            pr_warn!(
+                "rsrelay: cpu{}: {} items not logged [item size ({}) > sub-buffer size ({}) minus header]\n",
+                b.cpu,
+                st.toobig_msgs,
+                st.last_toobig,
+                chan.geo.subbuf_size()
+            );
+        }
         b.core.finalize();
         // SAFETY: kobj live; process context.
         unsafe { sys::rsr_kobj_wake_now(b.kobj) };
@@ -624,6 +635,45 @@ pub unsafe extern "C" fn rsr_write_cpu(
     write_locked(unsafe { chan_ref(chan) }, cpu as usize, unsafe {
         data_slice(data, length)
     })
+}
+
+/// The body of `rsrelay_write_with` (glue.c, interrupts off on `cpu`).
+///
+/// # Safety
+///
+/// As [`rsr_write_cpu`]; `fill` is a valid function that writes at most `max` bytes to the
+/// slot it gets and returns how many it used.
+#[no_mangle]
+pub unsafe extern "C" fn rsr_write_with_cpu(
+    chan: *mut rsrelay_chan,
+    cpu: c_uint,
+    max: usize,
+    fill: Option<unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> usize>,
+    ctx: *mut c_void,
+) -> bool {
+    let Some(fill) = fill else { return false };
+    // SAFETY: caller contract (open channel).
+    let chan = unsafe { chan_ref(chan) };
+    let Some(buf) = chan.buf_for(cpu as usize) else {
+        return false;
+    };
+    let run = || {
+        // SAFETY: writer exclusivity (interrupts off on the buffer's CPU, or the global lock
+        // below); `fill` writes within the slot (caller contract).
+        unsafe {
+            buf.core.write_with_max(&buf.env(), max, |slot| {
+                fill(ctx, slot.as_mut_ptr().cast(), slot.len())
+            })
+        }
+    };
+    if chan.is_global {
+        global_lock(buf);
+        let r = run();
+        global_unlock(buf);
+        r
+    } else {
+        run()
+    }
 }
 
 /// `relay_reserve`.

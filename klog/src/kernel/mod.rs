@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! `klog!` for Rust kernel modules.
+//!
+//! A module uses it by declaring, at its crate root,
+//!
+//! ```ignore
+//! #[macro_use]
+//! #[path = "<repo>/klog/src/kernel/mod.rs"]
+//! mod klog;
+//! ```
+//!
+//! and building with `--cfg klog_client --extern klog_macros=<libklog_macros.so>` (the top-level
+//! `Kbuild` does both; the proc macro is built by the kernel's own rustc). Then `klog!`,
+//! `klog_warn!`, ..., `klog_raw!` work anywhere but NMI context. The encoder (`arg.rs`), the
+//! callsite (`callsite.rs`) and the levels are the cargo crate's sources.
+//!
+//! The callsite registry and the handler pointer live in `klog_core.ko` (this module links
+//! against its `klog_register_callsite` / `klog_emit`): a statement costs one load and a branch
+//! while no handler is registered, and a module using klog loads and runs whether or not a
+//! handler module is loaded. Arguments are encoded by this module straight into the handler's
+//! relay slot through a callback.
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    missing_docs,
+    improper_ctypes
+)]
+
+#[path = "../arg.rs"]
+pub mod arg;
+#[path = "../callsite.rs"]
+pub mod callsite;
+#[path = "../level.rs"]
+mod level;
+
+pub use arg::{Arg, ArgType};
+pub use level::Level;
+
+/// Implementation details used by the macros; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    use core::ffi::c_void;
+
+    use super::arg::{Args, Writer};
+    pub use super::callsite::{Callsite, Kind, Meta};
+    pub use klog_macros::klog_callsite;
+
+    /// Frame kinds (docs/FORMAT.md).
+    const KIND_EVENT: u32 = 0;
+    const KIND_RAW: u32 = 1;
+    /// Most arguments a statement can have (`arg.rs` implements `Args` up to 16).
+    const MAX_ARGS: usize = 16;
+
+    type EncodeFn = unsafe extern "C" fn(ctx: *const c_void, out: *mut u8, len: usize);
+
+    extern "C" {
+        /// klog_core.ko: with interrupts off, hands the event to the registered handler,
+        /// which calls `encode(ctx, slot, len)` to write the `len` payload bytes in place.
+        fn klog_emit(
+            cs: *const Callsite,
+            kind: u32,
+            len: usize,
+            encode: Option<EncodeFn>,
+            ctx: *const c_void,
+            types: *const u8,
+            n_types: usize,
+        );
+    }
+
+    /// The one-load check of every statement.
+    #[inline(always)]
+    pub fn enabled(cs: &'static Callsite) -> bool {
+        cs.wants_slow_path()
+    }
+
+    /// Whether statements of `level` are compiled in (no `max_level_*` in the kernel build).
+    #[inline(always)]
+    pub const fn level_compiled(_level: super::Level) -> bool {
+        true
+    }
+
+    unsafe extern "C" fn encode_args<A: Args>(ctx: *const c_void, out: *mut u8, len: usize) {
+        // SAFETY: `ctx` is the `A` of `emit`, alive for the synchronous klog_emit call; the
+        // handler passes a slot of `len` writable bytes.
+        let (args, slot) =
+            unsafe { (&*ctx.cast::<A>(), core::slice::from_raw_parts_mut(out, len)) };
+        args.encode(&mut Writer::new(slot));
+    }
+
+    /// Records an event (after `enabled`).
+    #[inline]
+    pub fn emit<A: Args>(cs: &'static Callsite, args: A) {
+        if !cs.check() {
+            return;
+        }
+        let mut types = [0u8; MAX_ARGS];
+        args.types(&mut types);
+        let len = args.encoded_len();
+        // SAFETY: `cs` is static; `encode_args::<A>` reads `args` (alive across the call) and
+        // writes exactly `len` bytes (`encoded_len` is exact).
+        unsafe {
+            klog_emit(
+                cs,
+                KIND_EVENT,
+                len,
+                Some(encode_args::<A>),
+                (&args as *const A).cast(),
+                types.as_ptr(),
+                A::N.min(MAX_ARGS),
+            )
+        }
+    }
+
+    unsafe extern "C" fn encode_raw(ctx: *const c_void, out: *mut u8, len: usize) {
+        // SAFETY: `ctx` is the `&[u8]` of `emit_raw` (alive for the call), `len` its length;
+        // the slot has `len` writable bytes.
+        unsafe {
+            let bytes = &*ctx.cast::<&[u8]>();
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), out, len.min(bytes.len()));
+        }
+    }
+
+    /// Records a raw record (after `enabled`).
+    #[inline]
+    pub fn emit_raw(cs: &'static Callsite, bytes: &[u8]) {
+        if !cs.check() {
+            return;
+        }
+        // SAFETY: as in `emit`.
+        unsafe {
+            klog_emit(
+                cs,
+                KIND_RAW,
+                bytes.len(),
+                Some(encode_raw),
+                (&bytes as *const &[u8]).cast(),
+                core::ptr::null(),
+                0,
+            )
+        }
+    }
+}
+
+/// Records an event: `klog!("fmt {} {:x}", a, b)` or `klog!(Level::Warn, "fmt", ...)`.
+#[macro_export]
+macro_rules! klog {
+    (Level::$lvl:ident, $fmt:literal $(, $arg:expr)* $(,)?) => {
+        $crate::klog::__private::klog_callsite!($crate::klog, $lvl, fmt, $fmt $(, ($arg))*)
+    };
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {
+        $crate::klog::__private::klog_callsite!($crate::klog, Info, fmt, $fmt $(, ($arg))*)
+    };
+}
+
+/// Records raw bytes: `klog_raw!(bytes)`.
+#[macro_export]
+macro_rules! klog_raw {
+    ($bytes:expr $(,)?) => {
+        $crate::klog::__private::klog_callsite!($crate::klog, Info, raw, "", ($bytes))
+    };
+}
+
+/// `klog!(Level::Error, ...)`.
+#[macro_export]
+macro_rules! klog_error {
+    ($($t:tt)*) => { $crate::klog!(Level::Error, $($t)*) };
+}
+
+/// `klog!(Level::Warn, ...)`.
+#[macro_export]
+macro_rules! klog_warn {
+    ($($t:tt)*) => { $crate::klog!(Level::Warn, $($t)*) };
+}
+
+/// `klog!(Level::Debug, ...)`.
+#[macro_export]
+macro_rules! klog_debug {
+    ($($t:tt)*) => { $crate::klog!(Level::Debug, $($t)*) };
+}
