@@ -12,6 +12,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=${W:-$ROOT/target/kernel-test}
+# Extra static binaries (cargo bin names of the workspace) copied into the guest's /bin.
+GUEST_BINS=${GUEST_BINS:-}
 KCACHE=${KCACHE:-/var/cache/rsrelay-kernel}
 ACCEL=${ACCEL:-auto}
 JOBS=${JOBS:-$(nproc)}
@@ -147,9 +149,15 @@ do_initramfs() {
         for d in bin proc sys tmp modules; do echo "dir /$d 0755 0 0"; done
         echo "file /bin/busybox $(readlink -f /bin/busybox) 0755 0 0"
         echo "file /init $ROOT/scripts/kernel/init.sh 0755 0 0"
-        echo "file /modules/rsrelay.ko $W/kbuild/rsrelay.ko 0644 0 0"
-        echo "file /modules/rsrelay_test.ko $W/kbuild/rsrelay_test.ko 0644 0 0"
-        echo "file /bin/relay-kcheck $USERBIN/relay-kcheck 0755 0 0"
+        local ko f
+        for ko in "$W"/kbuild/*.ko; do echo "file /modules/${ko##*/} $ko 0644 0 0"; done
+        # Static user-space tools of the workspace used in the guest.
+        for f in relay-kcheck klog-decode $GUEST_BINS; do echo "file /bin/$f $USERBIN/$f 0755 0 0"; done
+        # Check scripts sourced by /init (scripts/kernel/checks-*.sh).
+        echo "dir /checks 0755 0 0"
+        for f in "$ROOT"/scripts/kernel/checks-*.sh; do
+            [ -f "$f" ] && echo "file /checks/${f##*/} $f 0644 0 0"
+        done
     } > "$list"
     "$KDIR/usr/gen_init_cpio" "$list" | gzip -1 > "$W/initramfs.cpio.gz"
 }

@@ -20,8 +20,17 @@ for c in diff mmap sendfile poll stress bench lifetime; do
     echo "guest: relay-kcheck $c exit $?"
 done
 check rmmod rsrelay_test
-check rmmod rsrelay
-lsmod 2>/dev/null | grep -q rsrelay && echo "check: modules unloaded: FAIL" || echo "check: modules unloaded: ok"
+# More checks (klog, examples), each a sourced script with its own `check:` lines.
+for f in /checks/checks-*.sh; do
+    [ -f "$f" ] || continue
+    echo "guest: running $f"
+    . "$f"
+done
+# Unload everything, dependents first (/proc/modules lists the newest first); rmmod must work.
+for pass in 1 2 3; do
+    for m in $(cut -d' ' -f1 /proc/modules); do rmmod "$m" 2>/dev/null; done
+done
+grep -q . /proc/modules && echo "check: modules unloaded: FAIL ($(cut -d' ' -f1 /proc/modules | tr '\n' ' '))" || echo "check: modules unloaded: ok"
 echo "guest: done, uptime $(cut -d' ' -f1 /proc/uptime)s"
 echo "GUEST-END"
 sync
