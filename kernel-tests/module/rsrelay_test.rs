@@ -476,27 +476,16 @@ pub unsafe extern "C" fn rt_command(cmd: *const c_char, len: usize) -> c_int {
     }
 }
 
-struct Out<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Write for Out<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let b = s.as_bytes();
-        let n = b.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
+#[path = "../../relay/src/kernel/slice_writer.rs"]
+mod slice_writer;
+use slice_writer::SliceWriter as Out;
 
 /// The read handler of `last` (0), `stats` (1), `stress` (2), `bench` (3).
 #[no_mangle]
 pub unsafe extern "C" fn rt_show(which: c_uint, buf: *mut c_char, cap: usize) -> usize {
     // SAFETY: helpers.c passes a kernel buffer of `cap` bytes.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
-    let mut o = Out { buf, len: 0 };
+    let mut o = Out::new(buf);
     let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
     match which {
         0 => {
@@ -558,7 +547,7 @@ pub unsafe extern "C" fn rt_show(which: c_uint, buf: *mut c_char, cap: usize) ->
         }
         _ => {}
     }
-    o.len
+    o.len()
 }
 
 struct RsRelayTest;

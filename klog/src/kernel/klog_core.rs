@@ -37,6 +37,9 @@ module! {
     license: "GPL",
 }
 
+/// `klog_encode_fn` (klog_core.h).
+type EncodeFn = unsafe extern "C" fn(*const c_void, *mut u8, usize);
+
 /// `struct klog_handler` (klog_core.h).
 #[repr(C)]
 pub struct KlogHandler {
@@ -46,7 +49,7 @@ pub struct KlogHandler {
             cs: *const c_void,
             kind: u32,
             len: usize,
-            encode: Option<unsafe extern "C" fn(*const c_void, *mut u8, usize)>,
+            encode: Option<EncodeFn>,
             ctx: *const c_void,
             types: *const u8,
             n_types: usize,
@@ -81,7 +84,7 @@ pub unsafe extern "C" fn klog_emit(
     cs: *const c_void,
     kind: u32,
     len: usize,
-    encode: Option<unsafe extern "C" fn(*const c_void, *mut u8, usize)>,
+    encode: Option<EncodeFn>,
     ctx: *const c_void,
     types: *const u8,
     n_types: usize,
@@ -142,23 +145,9 @@ pub unsafe extern "C" fn klog_module_going(module: *mut c_void) {
     callsite::unlink_where(|cs| unsafe { klog_within_module(cs.cast(), module) });
 }
 
-struct Out<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Write for Out<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let b = s.as_bytes();
-        let n = b.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
-        self.len += n;
-        if n < b.len() {
-            return Err(core::fmt::Error);
-        }
-        Ok(())
-    }
-}
+#[path = "../../../relay/src/kernel/slice_writer.rs"]
+mod slice_writer;
+use slice_writer::SliceWriter as Out;
 
 /// The `control` file's contents: one callsite per line,
 /// `module file:line LEVEL on|off [+p|-p] "format"`.
@@ -166,7 +155,7 @@ impl Write for Out<'_> {
 pub unsafe extern "C" fn klog_control_show(buf: *mut c_char, cap: usize) -> usize {
     // SAFETY: the glue passes a buffer of `cap` bytes.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
-    let mut o = Out { buf, len: 0 };
+    let mut o = Out::new(buf);
     callsite::for_each_callsite(|cs| {
         let m = cs.meta();
         let rule = match cs.rule() {
@@ -186,7 +175,7 @@ pub unsafe extern "C" fn klog_control_show(buf: *mut c_char, cap: usize) -> usiz
             m.fmt
         );
     });
-    o.len
+    o.len()
 }
 
 /// A parsed control command: criteria (all must match) and a verdict.
