@@ -30,7 +30,11 @@ KMAKE=(LLVM=-19 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc HOSTRUSTC=/usr/bin
 
 T0=$(date +%s)
 step() { echo "=== [$(date +%T)] $*"; }
-fail() { echo "kernel-test: FAIL ($*)"; exit 1; }
+FAILED=
+CUR_STEP=setup
+fail() { FAILED=1; echo "kernel-test: FAIL ($*)"; exit 1; }
+# Any other failure (set -e) still ends with a FAIL line naming the step.
+trap 'rc=$?; if [ $rc -ne 0 ] && [ -z "$FAILED" ]; then echo "kernel-test: FAIL (step $CUR_STEP exited $rc)"; fi' EXIT
 
 do_install() {
     [ "${SKIP_APT:-0}" = 1 ] && return 0
@@ -205,6 +209,7 @@ do_boot() {
 RESULT="not run"
 STEPS=${*:-install bindgen kernel modules user initramfs boot}
 for st in $STEPS; do
+    CUR_STEP=$st
     case $st in
         install) do_install ;; bindgen) do_bindgen ;; kernel) do_kernel ;; modules) do_modules ;;
         user) do_user ;; initramfs) do_initramfs ;; boot) do_boot ;;
