@@ -26,6 +26,7 @@ void rt_stress_emit(unsigned int writer_id);
 struct rt_cfg {
 	size_t header;
 	bool overwrite;
+	bool global;
 	u64 k[NR_CPUS];	/* successful starts per buffer (never reset) */
 };
 
@@ -48,6 +49,10 @@ static int rt_subbuf_start(struct rchan_buf *buf, void *subbuf, void *prev_subbu
 static struct dentry *rt_create_buf_file(const char *filename, struct dentry *parent,
 					 umode_t mode, struct rchan_buf *buf, int *is_global)
 {
+	struct rt_cfg *cfg = buf->chan->private_data;
+
+	if (cfg->global)
+		*is_global = 1;
 	/*
 	 * The _unsafe variant: debugfs_create_file's proxy would fail reads after relay_close
 	 * removed the file (readers must still drain it) and has no .mmap.
@@ -68,7 +73,7 @@ static const struct rchan_callbacks rt_c_callbacks = {
 };
 
 struct rchan *rt_c_open(struct dentry *parent, size_t subbuf_size, size_t n_subbufs,
-			size_t header, bool overwrite)
+			size_t header, bool overwrite, bool global)
 {
 	struct rt_cfg *cfg = kzalloc(sizeof(*cfg), GFP_KERNEL);
 	struct rchan *chan;
@@ -77,6 +82,7 @@ struct rchan *rt_c_open(struct dentry *parent, size_t subbuf_size, size_t n_subb
 		return NULL;
 	cfg->header = header;
 	cfg->overwrite = overwrite;
+	cfg->global = global;
 	chan = relay_open("cpu", parent, subbuf_size, n_subbufs, &rt_c_callbacks, cfg);
 	if (!chan)
 		kfree(cfg);

@@ -51,10 +51,15 @@ const ENOMEM_: c_int = -12;
 struct Hdr {
     header: usize,
     overwrite: bool,
+    global: bool,
     k: [AtomicU64; MAX_CPUS],
 }
 
 impl rsrelay::Callbacks for Hdr {
+    fn global(&self) -> bool {
+        self.global
+    }
+
     fn subbuf_start(&self, ctx: &mut rsrelay::StartCtx<'_>) -> bool {
         if !self.overwrite && ctx.buf_full() {
             return false;
@@ -127,7 +132,7 @@ fn close_pair() {
     }
 }
 
-fn open_pair(s: usize, n: usize, h: usize, overwrite: bool) -> Result {
+fn open_pair(s: usize, n: usize, h: usize, overwrite: bool, global: bool) -> Result {
     close_pair();
     let root = ROOT.load(Ordering::Relaxed);
     // SAFETY: valid names under our root directory.
@@ -142,7 +147,7 @@ fn open_pair(s: usize, n: usize, h: usize, overwrite: bool) -> Result {
         return Err(ENOMEM);
     }
     // SAFETY: directory just created.
-    let c = unsafe { sys::rt_c_open(cdir, s, n, h, overwrite) };
+    let c = unsafe { sys::rt_c_open(cdir, s, n, h, overwrite, global) };
     if c.is_null() {
         // SAFETY: created above.
         unsafe {
@@ -154,6 +159,7 @@ fn open_pair(s: usize, n: usize, h: usize, overwrite: bool) -> Result {
     let hdr = Hdr {
         header: h,
         overwrite,
+        global,
         k: [const { AtomicU64::new(0) }; MAX_CPUS],
     };
     let r = match rsrelay::Channel::open(c_str!("cpu"), rdir, s, n, hdr) {
@@ -373,7 +379,9 @@ fn command(line: &[u8]) -> Result {
                 parse(args, 3)?,
                 parse(args, 4)?,
             );
-            open_pair(s, nb, h, o != 0)
+            // Optional 6th word: 1 = one global buffer (is_global) on both sides.
+            let global = args.len() > 5 && parse(args, 5)? != 0;
+            open_pair(s, nb, h, o != 0, global)
         }
         b"close" => {
             close_pair();

@@ -7,7 +7,7 @@ struct rchan;
 
 /* The C relay side (helpers.c): channel with the model's header callback. */
 struct rchan *rt_c_open(struct dentry *parent, size_t subbuf_size, size_t n_subbufs,
-			size_t header, bool overwrite);
+			size_t header, bool overwrite, bool global);
 void rt_c_close(struct rchan *chan);
 void rt_c_write(struct rchan *chan, const void *data, size_t len);
 /* relay_reserve + fill: 1 if a slot was returned. Call with interrupts off. */

@@ -29,8 +29,11 @@ use super::sys;
 
 /// A client's callbacks; `self` is relay's `private_data`.
 pub trait Callbacks: Send + Sync + Sized + 'static {
-    /// Make the channel use one global buffer instead of one per CPU (`is_global`).
-    const GLOBAL: bool = false;
+    /// Make the channel use one global buffer instead of one per CPU (`is_global`, as set by
+    /// relay's `create_buf_file`); asked once, at open.
+    fn global(&self) -> bool {
+        false
+    }
 
     /// A sub-buffer is about to start (also once at open and after reset); return `false` to
     /// refuse. Runs with interrupts off. Default: relay's no-overwrite mode.
@@ -200,7 +203,7 @@ impl<T: Callbacks> Channel<T> {
             subbuf_start: Some(subbuf_start_tr::<T>),
             buf_mapped: Some(buf_mapped_tr::<T>),
             buf_unmapped: Some(buf_unmapped_tr::<T>),
-            create_buf_file: if T::GLOBAL {
+            create_buf_file: if cbs.global() {
                 Some(create_global_tr)
             } else {
                 None
