@@ -12,8 +12,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=${W:-$ROOT/target/kernel-test}
-# Extra static binaries (cargo bin names of the workspace) copied into the guest's /bin.
-GUEST_BINS=${GUEST_BINS:-}
+# Extra static binaries (cargo bin names of the workspace) copied into the guest's /bin. The
+# examples' checks (scripts/kernel/checks-examples.sh) need kleak-report and reserve-check:
+# they are always included.
+GUEST_BINS=$(printf '%s\n' kleak-report reserve-check ${GUEST_BINS:-} | sort -u | tr '\n' ' ')
 KCACHE=${KCACHE:-/var/cache/rsrelay-kernel}
 ACCEL=${ACCEL:-auto}
 JOBS=${JOBS:-$(nproc)}
@@ -138,6 +140,12 @@ do_user() {
     rustup target add x86_64-unknown-linux-gnu >/dev/null 2>&1 || true
     (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR="$W/target-static" \
         cargo build -q --release --target x86_64-unknown-linux-gnu -p relay-ktest -p klog-decode) || fail "user build"
+    local bins=() b
+    for b in $GUEST_BINS; do bins+=(--bin "$b"); done
+    if [ ${#bins[@]} -gt 0 ]; then
+        (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR="$W/target-static" \
+            cargo build -q --release --target x86_64-unknown-linux-gnu "${bins[@]}") || fail "user build (GUEST_BINS)"
+    fi
     USERBIN=$W/target-static/x86_64-unknown-linux-gnu/release
 }
 
@@ -184,6 +192,30 @@ boot_once() { # $1 = kvm|tcg
     grep -q "GUEST-END" "$out.txt"
 }
 
+# checks-klog.sh prints the decoded text and the --stats output (indented) of its klog-record run
+# between KLOG-TEXT-BEGIN/END and KLOG-STATS-BEGIN/END: verify them again here, with the verifier built
+# for the host (the exact event set, kernel-tests/src/klog_verify.rs).
+verify_klog_host() {
+    [ -f "$ROOT/scripts/kernel/checks-klog.sh" ] || return 0
+    local d=$W/klog-host begin kv events= timer= cpus=
+    mkdir -p "$d"
+    begin=$(grep -m1 '^KLOG-TEXT-BEGIN ' "$GUESTLOG") || fail "klog: no KLOG-TEXT-BEGIN in $GUESTLOG"
+    grep -q '^KLOG-TEXT-END$' "$GUESTLOG" && grep -q '^KLOG-STATS-END$' "$GUESTLOG" \
+        || fail "klog: the guest's klog text or stats are incomplete"
+    sed -n '/^KLOG-TEXT-BEGIN /,/^KLOG-TEXT-END$/p' "$GUESTLOG" | sed '1d;$d' > "$d/text.txt"
+    sed -n '/^KLOG-STATS-BEGIN$/,/^KLOG-STATS-END$/p' "$GUESTLOG" | sed '1d;$d;s/^  //' > "$d/stats.txt"
+    for kv in ${begin#KLOG-TEXT-BEGIN }; do
+        case $kv in events=*) events=${kv#*=} ;; timer=*) timer=${kv#*=} ;; cpus=*) cpus=${kv#*=} ;; esac
+    done
+    [ -n "$events" ] && [ -n "$timer" ] && [ -n "$cpus" ] || fail "klog: bad marker line: $begin"
+    step "host: klog-verify of the guest's klog-record text ($(wc -l < "$d/text.txt") lines, $events events x $cpus CPUs + $timer timer)"
+    (cd "$ROOT" && cargo run -q --release -p relay-ktest -- klog-verify "$d/text.txt" \
+        --stats "$d/stats.txt" --events "$events" --timer "$timer" --cpus "$cpus" \
+        --name host-klog-verify) > "$d/verify.txt" 2>&1 || true
+    cat "$d/verify.txt"
+    grep -q '^check: host-klog-verify: ok' "$d/verify.txt" || fail "host klog-verify (see $d)"
+}
+
 do_boot() {
     set_kdir
     local mode=$ACCEL
@@ -203,6 +235,7 @@ do_boot() {
     fi
     [ "$fails" = 0 ] || fail "$fails failed checks"
     [ "$(grep -c '^check: .*: ok' "$GUESTLOG")" -ge 9 ] || fail "too few checks ran"
+    verify_klog_host
     RESULT=PASS
 }
 

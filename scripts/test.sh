@@ -12,9 +12,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
-# The kernel modules' crate roots are not cargo targets; check their formatting directly.
-rustfmt --edition 2021 --check relay/src/kernel/rsrelay.rs relay/src/kernel/client.rs \
-    kernel-tests/module/rsrelay_test.rs
+# The kernel modules' Rust files are not cargo targets; check their formatting directly.
+rustfmt --edition 2021 --check relay/src/kernel/*.rs klog/src/kernel/*.rs \
+    kernel-tests/module/*.rs examples/kernel/*.rs
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings

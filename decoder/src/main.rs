@@ -45,7 +45,9 @@ struct Cli {
     /// Print per-CPU statistics and warnings to stderr at the end.
     #[arg(long)]
     stats: bool,
-    /// The cpuN files are mmap snapshots (whole-buffer images of an overwrite-mode channel).
+    /// The cpuN files are mmap snapshots (whole-buffer images of an overwrite-mode channel), or
+    /// TRACE_DIR is a live relay directory (the kernel's debugfs klog directory, a user-space
+    /// shm directory) whose buffers are mapped and copied now; flush the channel first.
     #[arg(long)]
     snapshot: bool,
     /// Most verbose level shown: error, warn, info, debug, trace (warn shows errors and warnings).

@@ -71,6 +71,27 @@ impl StreamData {
         Ok(StreamData::Mapped(m))
     }
 
+    /// A snapshot image: `path` is a recorded image file, or a live relay file (a kernel relay
+    /// file in debugfs or a user-space buffer file, e.g. `/sys/kernel/debug/klog/cpu0`), which
+    /// is mapped whole (`len` = `n_subbufs × subbuf_size`) and copied at once. The writer may
+    /// go on writing while the copy is made: the decoder's snapshot rules (slot order by `seq`,
+    /// the newest slot torn) cover a slot being rewritten, except while it is overwritten
+    /// underneath the copy; flush (and stop writing) first for an exact picture.
+    pub fn load_snapshot(path: &Path, len: usize) -> io::Result<StreamData> {
+        let Ok(f) = relay::user::RelayFile::open(path) else {
+            // Not a relay file: a recorded image.
+            return StreamData::load(path);
+        };
+        let m = f.mmap(len).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("mapping the live relay file ({len} bytes): {e}"),
+            )
+        })?;
+        let b = m.as_slice();
+        Ok(StreamData::Owned(b[..len.min(b.len())].to_vec()))
+    }
+
     /// Drops the resident pages of `range` (decoded bytes); they are read back from the file if
     /// touched again. A no-op for bytes in memory.
     fn release(&self, range: std::ops::Range<usize>) {
@@ -150,10 +171,17 @@ impl Trace {
         let mut stats = Stats::default();
         let metadata = parse_metadata(&mbytes, &mut stats)?;
         let n = metadata.header.n_cpus;
+        let image_len = (metadata.header.n_subbufs as usize)
+            .saturating_mul(metadata.header.subbuf_size as usize);
         let mut streams = Vec::new();
         for cpu in 0..n {
             let p = stream_path(dir, cpu);
-            match StreamData::load(&p) {
+            let loaded = if opts.snapshot {
+                StreamData::load_snapshot(&p, image_len)
+            } else {
+                StreamData::load(&p)
+            };
+            match loaded {
                 Ok(b) => streams.push((cpu, b)),
                 Err(e) => stats.warn(
                     WarningKind::StreamMissing,

@@ -8,6 +8,7 @@
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/uaccess.h>
+#include "ktext.h"
 
 void kx_emit_events(u32 cpu, u32 n);
 void kx_timer_event(u32 cpu, u32 n);
@@ -122,13 +123,11 @@ static ssize_t kx_ctl_write(struct file *file, const char __user *ubuf, size_t c
 {
 	char cmd[64];
 	u32 n = 0, t = 0;
-	int ret = 0;
+	int ret;
 
-	if (count >= sizeof(cmd))
-		return -EINVAL;
-	if (copy_from_user(cmd, ubuf, count))
-		return -EFAULT;
-	cmd[count] = 0;
+	ret = ktext_copy_cmd(cmd, sizeof(cmd), ubuf, count);
+	if (ret)
+		return ret;
 	mutex_lock(&kx_lock);
 	if (sscanf(cmd, "spin %u", &n) == 1) {
 		if (n)

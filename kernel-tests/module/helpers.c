@@ -17,6 +17,7 @@
 #include <linux/uaccess.h>
 #include <linux/wait.h>
 #include "shim.h"
+#include "ktext.h"
 
 /* Implemented in Rust. */
 int rt_command(const char *cmd, size_t len);
@@ -190,11 +191,9 @@ static ssize_t rt_ctl_write(struct file *file, const char __user *ubuf, size_t c
 	char cmd[128];
 	int ret;
 
-	if (count >= sizeof(cmd))
-		return -EINVAL;
-	if (copy_from_user(cmd, ubuf, count))
-		return -EFAULT;
-	cmd[count] = 0;
+	ret = ktext_copy_cmd(cmd, sizeof(cmd), ubuf, count);
+	if (ret)
+		return ret;
 	ret = rt_command(cmd, count);
 	return ret < 0 ? ret : count;
 }

@@ -4,11 +4,15 @@
 //!
 //! ```text
 //! relay-kcheck <check>...   check: diff mmap sendfile poll lifetime stress bench all-but-lifetime
+//! relay-kcheck klog-verify TEXT --events N --timer T --cpus C [--stats FILE] [--no-debug] [--snapshot]
 //! ```
 //!
 //! Every check prints `check: <name>: ok` or `check: <name>: FAIL <reason>` (diagnostics are
 //! indented by two spaces); the exit status is 0 only if everything passed. The debugfs
 //! directory is `$RSRELAY_TEST_DIR` (default /sys/kernel/debug/rsrelay_test).
+//!
+//! `klog-verify` checks the decoded text of a klog_example.ko run (see `klog_verify.rs`); it
+//! needs no kernel and also runs on the host.
 
 #[path = "../../relay/tests/model/mod.rs"]
 mod model;
@@ -17,6 +21,7 @@ mod checks;
 #[cfg(test)]
 mod csim;
 mod diff;
+mod klog_verify;
 mod proto;
 mod seqs;
 mod stress_rec;
@@ -33,7 +38,7 @@ const CHECKS: [&str; 7] = [
 
 fn usage() -> String {
     format!(
-        "usage: relay-kcheck <check>...\n  checks: {} all-but-lifetime\n  env: RSRELAY_TEST_DIR (default {}), RSRELAY_TEST_KO (lifetime: module to re-insert)",
+        "usage: relay-kcheck <check>...\n       relay-kcheck klog-verify TEXT --events N --timer T --cpus C [--stats FILE] [--no-debug] [--snapshot]\n  checks: {} all-but-lifetime\n  env: RSRELAY_TEST_DIR (default {}), RSRELAY_TEST_KO (lifetime: module to re-insert)",
         CHECKS.join(" "),
         proto::DEFAULT_DIR
     )
@@ -61,6 +66,9 @@ fn run(name: &str, ctl: &Ctl) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "klog-verify") {
+        return ExitCode::from(klog_verify::main(&args[1..]));
+    }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{}", usage());
         return ExitCode::SUCCESS;

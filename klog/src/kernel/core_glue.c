@@ -13,6 +13,7 @@
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 #include "klog_core.h"
+#include "ktext.h"
 
 /* Implemented in Rust. */
 size_t klog_control_show(char *buf, size_t cap);
@@ -75,16 +76,7 @@ struct dentry *klog_debugfs_dir(void)
 static ssize_t klog_control_read(struct file *file, char __user *ubuf, size_t count,
 				 loff_t *ppos)
 {
-	char *buf = kvmalloc(KLOG_CONTROL_CAP, GFP_KERNEL);
-	ssize_t ret;
-	size_t len;
-
-	if (!buf)
-		return -ENOMEM;
-	len = klog_control_show(buf, KLOG_CONTROL_CAP);
-	ret = simple_read_from_buffer(ubuf, count, ppos, buf, len);
-	kvfree(buf);
-	return ret;
+	return ktext_read(ubuf, count, ppos, KLOG_CONTROL_CAP, klog_control_show);
 }
 
 static ssize_t klog_control_write_fop(struct file *file, const char __user *ubuf, size_t count,
@@ -93,11 +85,9 @@ static ssize_t klog_control_write_fop(struct file *file, const char __user *ubuf
 	char cmd[256];
 	int ret;
 
-	if (count >= sizeof(cmd))
-		return -EINVAL;
-	if (copy_from_user(cmd, ubuf, count))
-		return -EFAULT;
-	cmd[count] = 0;
+	ret = ktext_copy_cmd(cmd, sizeof(cmd), ubuf, count);
+	if (ret)
+		return ret;
 	ret = klog_control_write(cmd, count);
 	return ret < 0 ? ret : count;
 }

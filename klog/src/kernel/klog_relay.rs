@@ -3,13 +3,15 @@
 //!
 //! On load it opens an rsrelay channel `cpuN` under `/sys/kernel/debug/klog/` (module
 //! parameters `subbuf_size`, `n_subbufs`, `overwrite`), starts the `metadata` stream there and
-//! registers itself with klog_core.ko. The files follow docs/FORMAT.md exactly as the
-//! user-space handler writes them, so `klog-decode /sys/kernel/debug/klog` (live) or
-//! `klog-decode record` + `klog-decode DIR` read them. Timestamps are
-//! `ktime_get_mono_fast_ns()` (CLOCK_MONOTONIC in ns, NMI-safe), clock source 0.
+//! registers itself with klog_core.ko. Writing anything to `flush` there flushes the channel:
+//! every CPU's current sub-buffer completes, so readers and mmap snapshots see the newest
+//! events. The files follow docs/FORMAT.md exactly as the user-space handler writes them, so
+//! `klog-decode record /sys/kernel/debug/klog DIR` + `klog-decode DIR`, `klog-decode --follow`
+//! or (overwrite mode, after a flush) `klog-decode --snapshot /sys/kernel/debug/klog` read them.
+//! Timestamps are `ktime_get_mono_fast_ns()` (CLOCK_MONOTONIC in ns, NMI-safe), clock source 0.
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use kernel::c_str;
 use kernel::prelude::*;
@@ -162,23 +164,36 @@ fn clock_record() {
     meta_append(&o);
 }
 
-/// Writes the callsite's definition the first time it fires under this handler generation.
-fn define(cs: &Callsite, gen: u32, types: &[u8]) {
+/// Writes the callsite's definition the first time it fires under this handler generation;
+/// returns whether the definition is in the metadata stream (`false`: the stream is full).
+///
+/// The callsite is marked defined only after its record was appended (release fence; the
+/// emitters' fast path pairs it with an acquire fence), so no CPU writes a frame of the
+/// callsite before its definition is readable (docs/FORMAT.md: a reader always finds the
+/// definition first), and a definition that did not fit is retried rather than lost for good.
+fn define(cs: &Callsite, gen: u32, types: &[u8]) -> bool {
     let mut o = StackOut {
         buf: [0; 768],
         len: 0,
         overflow: false,
     };
-    // SAFETY: the metadata lock (interrupts off) serialises definitions with each other.
+    // SAFETY: the metadata lock (interrupts off) serialises definitions with each other; the
+    // record is a valid buffer of `o.len` bytes.
     unsafe {
         let f = sys::klr_meta_lock();
-        if !cs.mark_defined(gen) {
+        let mut ok = cs.is_defined(gen);
+        if !ok {
             wire::meta_callsite(&mut o, cs.id(), cs.meta(), types);
-            if !o.overflow {
-                sys::klr_meta_append(o.buf.as_ptr().cast(), o.len);
+            ok = !o.overflow && sys::klr_meta_append(o.buf.as_ptr().cast(), o.len);
+            if ok {
+                // Orders the append (the record and the stream's published length) before
+                // the mark that lets other CPUs skip this function.
+                fence(Ordering::Release);
+                cs.mark_defined(gen);
             }
         }
         sys::klr_meta_unlock(f);
+        ok
     }
 }
 
@@ -217,15 +232,20 @@ unsafe extern "C" fn handler_emit(
             core::slice::from_raw_parts(types, if types.is_null() { 0 } else { n_types }),
         )
     };
-    if !cs.is_defined(gen) {
-        define(cs, gen, types);
+    // SAFETY: interrupts are off: the CPU is stable.
+    let cpu = (unsafe { sys::klr_this_cpu() } as usize).min(MAX_CPUS - 1);
+    let cb = st.chan.private_data();
+    if cs.is_defined(gen) {
+        // Pairs with define's release fence: the definition is in the stream before our frame.
+        fence(Ordering::Acquire);
+    } else if !define(cs, gen, types) {
+        // No room for the definition: a frame without one could never be decoded.
+        cb.lost[cpu].fetch_add(1, Ordering::Relaxed);
+        return;
     }
     let head = ((cs.id() as u64) << 2) | kind as u64;
     // len varint (<= 5 for a sub-buffer) + head + zigzag delta (<= 10) + payload.
     let max = 5 + varint_len64(head) + 10 + len;
-    // SAFETY: interrupts are off: the CPU is stable.
-    let cpu = (unsafe { sys::klr_this_cpu() } as usize).min(MAX_CPUS - 1);
-    let cb = st.chan.private_data();
     let ok = st.chan.write_with(max, |slot| {
         // After a possible sub-buffer switch: the current base is this sub-buffer's.
         // SAFETY: plain clock read.
@@ -246,6 +266,17 @@ unsafe extern "C" fn handler_emit(
     });
     if !ok {
         cb.lost[cpu].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// relay_glue.c's `flush` file: completes every CPU's current sub-buffer (process context).
+#[no_mangle]
+pub extern "C" fn klr_flush() {
+    // SAFETY: STATE is set before the `flush` file is created and freed only after the file
+    // was removed (klr_flush_exit waits for writes in progress), so a non-null pointer is valid
+    // for this call.
+    if let Some(st) = unsafe { STATE.load(Ordering::Acquire).as_ref() } {
+        st.chan.flush();
     }
 }
 
@@ -300,7 +331,15 @@ impl kernel::Module for KlogRelay {
                 return Err(e);
             }
         };
-        let st = KBox::new(State { chan }, GFP_KERNEL)?;
+        let st = match KBox::new(State { chan }, GFP_KERNEL) {
+            Ok(st) => st,
+            Err(_) => {
+                // The channel was closed with the State that could not be boxed.
+                // SAFETY: undoes klr_meta_init.
+                unsafe { sys::klr_meta_exit() };
+                return Err(ENOMEM);
+            }
+        };
         STATE.store(KBox::into_raw(st), Ordering::Release);
         // SAFETY: HANDLER is only touched here, in Drop and by klog_core (its `gen` field,
         // before publishing); the handler is ready (STATE set).
@@ -313,6 +352,8 @@ impl kernel::Module for KlogRelay {
             unsafe { sys::klr_meta_exit() };
             return Err(EBUSY);
         }
+        // SAFETY: klog_core's directory (valid while we depend on klog_core); STATE is set.
+        unsafe { sys::klr_flush_init(dir) };
         pr_info!(
             "{} x {} bytes per cpu, {}\n",
             n_subbufs,
@@ -329,6 +370,9 @@ impl kernel::Module for KlogRelay {
 
 impl Drop for KlogRelay {
     fn drop(&mut self) {
+        // SAFETY: removes the `flush` file and waits for writes in progress: nothing else
+        // reaches STATE from user space afterwards.
+        unsafe { sys::klr_flush_exit() };
         // SAFETY: after this returns no CPU is inside handler_emit (RCU grace period).
         unsafe { sys::klog_unregister_handler(ptr::addr_of_mut!(HANDLER)) };
         clock_record();

@@ -13,6 +13,9 @@
 #include <linux/vmalloc.h>
 #include "relay_shim.h"
 
+/* Implemented in Rust (klog_relay.rs). */
+void klr_flush(void);
+
 static unsigned int subbuf_size = 65536;
 module_param(subbuf_size, uint, 0444);
 MODULE_PARM_DESC(subbuf_size, "relay sub-buffer size in bytes (default 65536)");
@@ -87,6 +90,36 @@ bool klr_meta_append(const void *rec, size_t len)
 	memcpy(klr_meta + at, rec, len);
 	smp_store_release(&klr_meta_len, at + len);
 	return true;
+}
+
+static struct dentry *klr_flush_file;
+
+/* Any write flushes the channel: every CPU's current sub-buffer is completed. */
+static ssize_t klr_flush_write(struct file *file, const char __user *ubuf, size_t count,
+			       loff_t *ppos)
+{
+	klr_flush();
+	return count;
+}
+
+static const struct file_operations klr_flush_fops = {
+	.owner = THIS_MODULE,
+	.write = klr_flush_write,
+};
+
+/*
+ * The write-only `flush` file. debugfs_create_file (not _unsafe) guards every call with the
+ * file's active-user count: klr_flush_exit waits for writes in progress.
+ */
+void klr_flush_init(struct dentry *dir)
+{
+	klr_flush_file = debugfs_create_file("flush", 0200, dir, NULL, &klr_flush_fops);
+}
+
+void klr_flush_exit(void)
+{
+	debugfs_remove(klr_flush_file);
+	klr_flush_file = NULL;
 }
 
 u64 klr_clock_ns(void)

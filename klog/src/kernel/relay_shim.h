@@ -17,6 +17,13 @@ bool klr_meta_append(const void *rec, size_t len);
 unsigned long klr_meta_lock(void);
 void klr_meta_unlock(unsigned long flags);
 
+/*
+ * The write-only `flush` file (any write flushes the channel, e.g. before an mmap snapshot).
+ * klr_flush_exit returns after writes in progress finished.
+ */
+void klr_flush_init(struct dentry *dir);
+void klr_flush_exit(void);
+
 u64 klr_clock_ns(void);
 unsigned int klr_this_cpu(void);
 unsigned int klr_nr_cpu_ids(void);

@@ -607,8 +607,20 @@ impl Buf {
     /// `None` if no consistent snapshot was seen within a bounded number of attempts (a writer
     /// preempted — or crashed — in the middle of a switch); readers then report nothing
     /// available for now rather than spin without bound.
+    ///
+    /// In the kernel (`--cfg rsrelay_kernel`) a writer switches with interrupts (at least
+    /// preemption) off and never in NMI: it cannot be preempted or die inside a switch, only
+    /// an interrupt or a hypervisor can delay it for a while. Giving up after a few thousand
+    /// attempts there made `read` return 0 and `poll` report nothing while complete sub-buffers
+    /// waited (seen in the QEMU guest: writers hammering a full no-overwrite buffer, where every
+    /// refused write is a switch) — and such a poller is never woken, as a full buffer produces
+    /// nothing more. So the kernel reader waits like a seqcount reader; the bound (seconds of
+    /// spinning) only keeps a broken writer from hanging a reader forever.
     pub(crate) fn writer_snapshot(&self) -> Option<(usize, usize)> {
+        #[cfg(not(rsrelay_kernel))]
         const ATTEMPTS: u32 = 1 << 12;
+        #[cfg(rsrelay_kernel)]
+        const ATTEMPTS: u32 = 1 << 28;
         let w = &self.state().w;
         for _ in 0..ATTEMPTS {
             let s1 = w.switch_seq.load(Ordering::Acquire);
