@@ -355,6 +355,9 @@ fn signal_stress<C: ChannelCallbacks>(chan: &'static Channel<C>, n: usize, overw
     let done = AtomicBool::new(false);
     let finished = AtomicUsize::new(0);
     let signals_stopped = AtomicBool::new(false);
+    // Writers start only after the first round of signals, so that signals always overlap
+    // writes (on a loaded machine the writers could otherwise finish before the signaller ran).
+    let go = AtomicBool::new(false);
     let pthreads: Vec<AtomicU64> = (0..THREADS).map(|_| AtomicU64::new(0)).collect();
     let registered = Barrier::new(THREADS + 1);
     let mut sent = 0u64;
@@ -368,13 +371,16 @@ fn signal_stress<C: ChannelCallbacks>(chan: &'static Channel<C>, n: usize, overw
             .collect();
         let writers: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (pthreads, registered, finished, stopped) =
-                    (&pthreads, &registered, &finished, &signals_stopped);
+                let (pthreads, registered, finished, stopped, go) =
+                    (&pthreads, &registered, &finished, &signals_stopped, &go);
                 s.spawn(move || {
                     SIG_IDX.with(|c| c.set(t));
                     // SAFETY: pthread_self has no preconditions.
                     pthreads[t].store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
                     registered.wait();
+                    while !go.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
                     let mut buf = [0u8; MAX_LEN];
                     let mut acc = Vec::with_capacity(n);
                     for seq in 0..n as u64 {
@@ -396,11 +402,15 @@ fn signal_stress<C: ChannelCallbacks>(chan: &'static Channel<C>, n: usize, overw
             .iter()
             .map(|p| p.load(Ordering::Relaxed) as libc::pthread_t)
             .collect();
-        while finished.load(Ordering::Acquire) < THREADS {
+        loop {
             for &t in &targets {
                 // SAFETY: every target thread is alive until `signals_stopped` is set below.
                 assert_eq!(unsafe { libc::pthread_kill(t, libc::SIGUSR1) }, 0);
                 sent += 1;
+            }
+            go.store(true, Ordering::Release);
+            if finished.load(Ordering::Acquire) >= THREADS {
+                break;
             }
             std::thread::sleep(Duration::from_micros(50));
         }
