@@ -194,6 +194,9 @@ struct OnCpu<'a> {
     seed: u32,
 }
 
+/// # Safety
+///
+/// `info` is the argument the caller passed to the synchronous cross-CPU call, still alive.
 unsafe extern "C" fn on_cpu_fn(info: *mut c_void) {
     // SAFETY: `info` is the OnCpu of `run_on_cpu`, alive until the synchronous IPI returns.
     let a = unsafe { &*(info as *const OnCpu<'_>) };
@@ -452,6 +455,9 @@ fn command(line: &[u8]) -> Result {
 
 /// The `ctl` write handler.
 #[no_mangle]
+/// # Safety
+///
+/// The C glue passes `len` readable bytes.
 pub unsafe extern "C" fn rt_command(cmd: *const c_char, len: usize) -> c_int {
     // SAFETY: helpers.c passes a kernel buffer of `len` bytes.
     let line = unsafe { core::slice::from_raw_parts(cmd.cast::<u8>(), len) };
@@ -490,6 +496,9 @@ use slice_writer::SliceWriter as Out;
 
 /// The read handler of `last` (0), `stats` (1), `stress` (2), `bench` (3).
 #[no_mangle]
+/// # Safety
+///
+/// The C glue passes a writable buffer of `cap` bytes.
 pub unsafe extern "C" fn rt_show(which: c_uint, buf: *mut c_char, cap: usize) -> usize {
     // SAFETY: helpers.c passes a kernel buffer of `cap` bytes.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };

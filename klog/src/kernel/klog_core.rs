@@ -72,6 +72,9 @@ static GEN: AtomicU32 = AtomicU32::new(0);
 
 /// Links a client's callsite; returns whether it is enabled.
 #[no_mangle]
+/// # Safety
+///
+/// `cs` points to a static `Callsite` of a loaded module (same `#[repr(C)]` layout).
 pub unsafe extern "C" fn klog_register_callsite(cs: *const c_void) -> bool {
     // SAFETY: clients pass their static callsites (same #[repr(C)] layout, same sources); the
     // module notifier unlinks them before their module's memory goes away.
@@ -80,6 +83,9 @@ pub unsafe extern "C" fn klog_register_callsite(cs: *const c_void) -> bool {
 
 /// Hands one event to the handler, with interrupts off.
 #[no_mangle]
+/// # Safety
+///
+/// Called by client modules through the klog facade: `cs` is a registered static callsite, `encode(ctx, slot, len)` writes exactly `len` bytes, `types` has `n_types` bytes.
 pub unsafe extern "C" fn klog_emit(
     cs: *const c_void,
     kind: u32,
@@ -107,6 +113,9 @@ pub unsafe extern "C" fn klog_emit(
 
 /// Registers the handler (one at a time).
 #[no_mangle]
+/// # Safety
+///
+/// `h` points to a handler object that stays valid until it is unregistered (process context).
 pub unsafe extern "C" fn klog_register_handler(h: *mut KlogHandler) -> c_int {
     if h.is_null() {
         return -22;
@@ -126,6 +135,9 @@ pub unsafe extern "C" fn klog_register_handler(h: *mut KlogHandler) -> c_int {
 
 /// Unregisters the handler; on return no CPU is inside it any more.
 #[no_mangle]
+/// # Safety
+///
+/// `h` points to a handler object that stays valid until it is unregistered (process context).
 pub unsafe extern "C" fn klog_unregister_handler(h: *mut KlogHandler) {
     if HANDLER
         .compare_exchange(h, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
@@ -140,6 +152,9 @@ pub unsafe extern "C" fn klog_unregister_handler(h: *mut KlogHandler) {
 
 /// Module notifier: a module is going away; drop its callsites from the registry.
 #[no_mangle]
+/// # Safety
+///
+/// Called from the module notifier with the module that is going away.
 pub unsafe extern "C" fn klog_module_going(module: *mut c_void) {
     // SAFETY: `module` is the going module (valid during the notifier).
     callsite::unlink_where(|cs| unsafe { klog_within_module(cs.cast(), module) });
@@ -152,6 +167,9 @@ use slice_writer::SliceWriter as Out;
 /// The `control` file's contents: one callsite per line,
 /// `module file:line LEVEL on|off [+p|-p] "format"`.
 #[no_mangle]
+/// # Safety
+///
+/// The C glue passes a writable buffer of `cap` bytes.
 pub unsafe extern "C" fn klog_control_show(buf: *mut c_char, cap: usize) -> usize {
     // SAFETY: the glue passes a buffer of `cap` bytes.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
@@ -251,6 +269,9 @@ fn words<'a>(line: &'a [u8], out: &mut [&'a [u8]; 16]) -> Option<usize> {
 /// callsites on, off, or back to the level's verdict. `-EINVAL` on a bad command, `-ENOENT` if
 /// nothing matched.
 #[no_mangle]
+/// # Safety
+///
+/// The C glue passes `len` readable bytes.
 pub unsafe extern "C" fn klog_control_write(cmd: *const c_char, len: usize) -> c_int {
     // SAFETY: the glue passes `len` bytes.
     let line = unsafe { core::slice::from_raw_parts(cmd.cast::<u8>(), len) };

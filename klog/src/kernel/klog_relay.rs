@@ -208,6 +208,10 @@ fn put_varint(out: &mut [u8], at: &mut usize, mut v: u64) {
 }
 
 /// klog_core calls this with interrupts off for every enabled event.
+///
+/// # Safety
+///
+/// Called by klog_core with interrupts off, per the `klog_handler` contract of klog_core.h.
 unsafe extern "C" fn handler_emit(
     h: *const sys::klog_handler,
     cs: *const c_void,

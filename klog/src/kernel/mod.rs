@@ -80,6 +80,9 @@ pub mod __private {
         true
     }
 
+    /// # Safety
+    ///
+    /// Called by the handler during `klog_emit`: `ctx` is the value `emit` passed and `out` has `len` writable bytes.
     unsafe extern "C" fn encode_args<A: Args>(ctx: *const c_void, out: *mut u8, len: usize) {
         // SAFETY: `ctx` is the `A` of `emit`, alive for the synchronous klog_emit call; the
         // handler passes a slot of `len` writable bytes.
@@ -112,6 +115,9 @@ pub mod __private {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by the handler during `klog_emit`: `ctx` is the value `emit` passed and `out` has `len` writable bytes.
     unsafe extern "C" fn encode_raw(ctx: *const c_void, out: *mut u8, len: usize) {
         // SAFETY: `ctx` is the `&[u8]` of `emit_raw` (alive for the call), `len` its length;
         // the slot has `len` writable bytes.

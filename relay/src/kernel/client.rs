@@ -144,6 +144,9 @@ unsafe impl<T: Callbacks> Send for Channel<T> {}
 // SAFETY: as above; every method takes `&self` and the backend provides the exclusion.
 unsafe impl<T: Callbacks> Sync for Channel<T> {}
 
+/// # Safety
+///
+/// Called by rsrelay.ko with the arguments documented in rsrelay.h; `private` is the channel's callbacks object.
 unsafe extern "C" fn subbuf_start_tr<T: Callbacks>(
     private: *mut c_void,
     ctx: *mut sys::rsrelay_start,
@@ -158,16 +161,25 @@ unsafe extern "C" fn subbuf_start_tr<T: Callbacks>(
     cbs.subbuf_start(&mut ctx)
 }
 
+/// # Safety
+///
+/// Called by rsrelay.ko with the arguments documented in rsrelay.h; `private` is the channel's callbacks object.
 unsafe extern "C" fn buf_mapped_tr<T: Callbacks>(private: *mut c_void, cpu: c_uint) {
     // SAFETY: as in subbuf_start_tr.
     unsafe { &*private.cast::<T>() }.buf_mapped(cpu)
 }
 
+/// # Safety
+///
+/// Called by rsrelay.ko with the arguments documented in rsrelay.h; `private` is the channel's callbacks object.
 unsafe extern "C" fn buf_unmapped_tr<T: Callbacks>(private: *mut c_void, cpu: c_uint) {
     // SAFETY: as in subbuf_start_tr.
     unsafe { &*private.cast::<T>() }.buf_unmapped(cpu)
 }
 
+/// # Safety
+///
+/// Called by rsrelay.ko with the arguments documented in rsrelay.h; `private` is the channel's callbacks object.
 unsafe extern "C" fn create_global_tr(
     name: *const kernel::ffi::c_char,
     parent: *mut sys::dentry,
@@ -240,6 +252,9 @@ impl<T: Callbacks> Channel<T> {
     /// and returns how many it used; only those are published. Interrupts are off during
     /// `fill`. `false` if the message was dropped.
     pub fn write_with<F: FnMut(&mut [u8]) -> usize>(&self, max: usize, mut fill: F) -> bool {
+        /// # Safety
+        ///
+        /// Called by rsrelay.ko with the arguments documented in rsrelay.h; `private` is the channel's callbacks object.
         unsafe extern "C" fn tr<F: FnMut(&mut [u8]) -> usize>(
             ctx: *mut c_void,
             slot: *mut c_void,

@@ -555,6 +555,9 @@ fn close_inner(chan: &KChan) {
 
 /// `relay_close`: the client must not write any more.
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_close(chan: *mut rsrelay_chan) {
     let Some(c) = NonNull::new(chan.cast::<KChan>()) else {
         return;
@@ -678,6 +681,9 @@ pub unsafe extern "C" fn rsr_write_with_cpu(
 
 /// `relay_reserve`.
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_reserve(chan: *mut rsrelay_chan, length: usize) -> *mut c_void {
     // SAFETY: as relay's get_cpu_ptr/put_cpu_ptr: the CPU number is only used to pick the buffer;
     // the caller keeps interrupts (or preemption) off around reserve + fill.
@@ -720,6 +726,9 @@ fn for_each_buf(chan: &KChan, f: fn(&KBuf), reader_lock: bool) {
         buf: &'a KBuf,
         f: fn(&KBuf),
     }
+    /// # Safety
+    ///
+    /// `info` is the argument the caller passed to the synchronous cross-CPU call, still alive.
     unsafe extern "C" fn trampoline(info: *mut c_void) {
         // SAFETY: `info` is the `Call` below, alive until rsr_on_cpu returns (it waits).
         let call = unsafe { &*(info as *const Call<'_>) };
@@ -763,6 +772,9 @@ fn for_each_buf(chan: &KChan, f: fn(&KBuf), reader_lock: bool) {
 
 /// `relay_flush` (process context).
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_flush(chan: *mut rsrelay_chan) {
     // SAFETY: the client's open channel.
     let chan = unsafe { chan_ref(chan) };
@@ -772,6 +784,9 @@ pub unsafe extern "C" fn rsrelay_flush(chan: *mut rsrelay_chan) {
 
 /// `relay_reset` (process context).
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_reset(chan: *mut rsrelay_chan) {
     // SAFETY: the client's open channel.
     let chan = unsafe { chan_ref(chan) };
@@ -786,6 +801,9 @@ pub unsafe extern "C" fn rsrelay_reset(chan: *mut rsrelay_chan) {
 
 /// `relay_subbufs_consumed` (process context: takes the reader mutex).
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_subbufs_consumed(
     chan: *mut rsrelay_chan,
     cpu: c_uint,
@@ -809,6 +827,9 @@ pub unsafe extern "C" fn rsrelay_subbufs_consumed(
 
 /// `relay_buf_full` for `cpu`'s buffer.
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_buf_full(chan: *mut rsrelay_chan, cpu: c_uint) -> bool {
     // SAFETY: the client's open channel.
     let chan = unsafe { chan_ref(chan) };
@@ -818,6 +839,9 @@ pub unsafe extern "C" fn rsrelay_buf_full(chan: *mut rsrelay_chan, cpu: c_uint) 
 
 /// Counters of `cpu`'s buffer; -EINVAL for a CPU without a buffer.
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_buf_stats(
     chan: *mut rsrelay_chan,
     cpu: c_uint,
@@ -849,6 +873,9 @@ pub unsafe extern "C" fn rsrelay_buf_stats(
 
 /// The `private_data` given to `rsrelay_open`.
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_private_data(chan: *mut rsrelay_chan) -> *mut c_void {
     // SAFETY: the client's open channel.
     unsafe { chan_ref(chan) }.private_data
@@ -856,6 +883,9 @@ pub unsafe extern "C" fn rsrelay_private_data(chan: *mut rsrelay_chan) -> *mut c
 
 /// Whether `create_buf_file` made the channel global.
 #[no_mangle]
+/// # Safety
+///
+/// The C ABI of `rsrelay.h`: `chan` was returned by `rsrelay_open` and is not closed; data pointers are valid for the lengths given.
 pub unsafe extern "C" fn rsrelay_is_global(chan: *mut rsrelay_chan) -> bool {
     // SAFETY: the client's open channel.
     unsafe { chan_ref(chan) }.is_global
@@ -863,6 +893,9 @@ pub unsafe extern "C" fn rsrelay_is_global(chan: *mut rsrelay_chan) -> bool {
 
 /// The CPU of the buffer being switched.
 #[no_mangle]
+/// # Safety
+///
+/// `ctx` is the context pointer passed to a `subbuf_start` callback that is still running.
 pub unsafe extern "C" fn rsrelay_start_cpu(ctx: *const rsrelay_start) -> c_uint {
     // SAFETY: called from within subbuf_start (C ABI contract).
     unsafe { start_ctx(ctx) }.cpu
@@ -870,6 +903,9 @@ pub unsafe extern "C" fn rsrelay_start_cpu(ctx: *const rsrelay_start) -> c_uint 
 
 /// Index of the sub-buffer being started.
 #[no_mangle]
+/// # Safety
+///
+/// `ctx` is the context pointer passed to a `subbuf_start` callback that is still running.
 pub unsafe extern "C" fn rsrelay_start_subbuf(ctx: *const rsrelay_start) -> usize {
     // SAFETY: called from within subbuf_start.
     unsafe { start_ctx(ctx) }.inner.subbuf()
@@ -877,6 +913,9 @@ pub unsafe extern "C" fn rsrelay_start_subbuf(ctx: *const rsrelay_start) -> usiz
 
 /// Index of the previous sub-buffer, -1 at open/reset.
 #[no_mangle]
+/// # Safety
+///
+/// `ctx` is the context pointer passed to a `subbuf_start` callback that is still running.
 pub unsafe extern "C" fn rsrelay_start_prev_subbuf(ctx: *const rsrelay_start) -> c_long {
     // SAFETY: called from within subbuf_start.
     match unsafe { start_ctx(ctx) }.inner.prev_subbuf() {
@@ -887,6 +926,9 @@ pub unsafe extern "C" fn rsrelay_start_prev_subbuf(ctx: *const rsrelay_start) ->
 
 /// Unused bytes at the end of the previous sub-buffer.
 #[no_mangle]
+/// # Safety
+///
+/// `ctx` is the context pointer passed to a `subbuf_start` callback that is still running.
 pub unsafe extern "C" fn rsrelay_start_prev_padding(ctx: *const rsrelay_start) -> usize {
     // SAFETY: called from within subbuf_start.
     unsafe { start_ctx(ctx) }.inner.prev_padding()
@@ -894,6 +936,9 @@ pub unsafe extern "C" fn rsrelay_start_prev_padding(ctx: *const rsrelay_start) -
 
 /// `relay_buf_full` of the buffer being switched.
 #[no_mangle]
+/// # Safety
+///
+/// `ctx` is the context pointer passed to a `subbuf_start` callback that is still running.
 pub unsafe extern "C" fn rsrelay_start_buf_full(ctx: *const rsrelay_start) -> bool {
     // SAFETY: called from within subbuf_start.
     unsafe { start_ctx(ctx) }.inner.buf_full()
@@ -901,6 +946,9 @@ pub unsafe extern "C" fn rsrelay_start_buf_full(ctx: *const rsrelay_start) -> bo
 
 /// `subbuf_start_reserve`.
 #[no_mangle]
+/// # Safety
+///
+/// `ctx` is the context pointer passed to a `subbuf_start` callback that is still running.
 pub unsafe extern "C" fn rsrelay_start_reserve(ctx: *mut rsrelay_start, length: usize) -> c_int {
     // SAFETY: called from within subbuf_start.
     match unsafe { start_ctx(ctx) }.inner.reserve(length) {
@@ -911,6 +959,9 @@ pub unsafe extern "C" fn rsrelay_start_reserve(ctx: *mut rsrelay_start, length: 
 
 /// Writes into the new or the previous sub-buffer.
 #[no_mangle]
+/// # Safety
+///
+/// `ctx` is the context pointer passed to a `subbuf_start` callback that is still running.
 pub unsafe extern "C" fn rsrelay_start_write(
     ctx: *mut rsrelay_start,
     prev: bool,
@@ -939,6 +990,9 @@ unsafe fn file_buf<'a>(file: *mut file) -> &'a KBuf {
 
 /// `relay_file_open`.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_fop_open(inode: *mut inode, file: *mut file) -> c_int {
     // SAFETY: the inode was created by create_buf_file with our buffer as private data, and the
     // file exists (debugfs keeps the inode alive while it is looked up / open).
@@ -957,6 +1011,9 @@ pub unsafe extern "C" fn rsr_fop_open(inode: *mut inode, file: *mut file) -> c_i
 
 /// `relay_file_release`.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_fop_release(_inode: *mut inode, file: *mut file) -> c_int {
     // SAFETY: open relay file.
     let b = unsafe { file_buf(file) };
@@ -996,6 +1053,9 @@ impl ReadSink for UserSink {
 
 /// `relay_file_read`: consumes, strips padding, never blocks.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_fop_read(
     file: *mut file,
     ubuf: *mut ffi::c_char,
@@ -1072,6 +1132,9 @@ impl ReadSink for IterSink {
 /// `read_iter`: the same read into an iov_iter; `splice_read = copy_splice_read` uses it, which
 /// is what makes `sendfile(2)` work.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_fop_read_iter(iocb: *mut kiocb, to: *mut iov_iter) -> isize {
     // SAFETY: valid kiocb/iov_iter from the VFS for an open relay file.
     let (b, room) = unsafe {
@@ -1102,6 +1165,9 @@ pub unsafe extern "C" fn rsr_fop_read_iter(iocb: *mut kiocb, to: *mut iov_iter) 
 
 /// `relay_file_poll`.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_fop_poll(file: *mut file, pt: *mut poll_table_struct) -> c_uint {
     // SAFETY: open relay file.
     let b = unsafe { file_buf(file) };
@@ -1135,6 +1201,9 @@ fn fire_mapped(b: &KBuf, mapped: bool) {
 
 /// `relay_file_mmap`: the whole buffer only.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_fop_mmap(file: *mut file, vma: *mut vm_area_struct) -> c_int {
     // SAFETY: open relay file; valid VMA from the mmap path.
     let (b, len, pgoff) = unsafe {
@@ -1168,6 +1237,9 @@ unsafe fn vma_buf<'a>(vma: *const vm_area_struct) -> &'a KBuf {
 
 /// A mapping was duplicated (fork) or split.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_vm_open(vma: *mut vm_area_struct) {
     // SAFETY: one of our mappings.
     let b = unsafe { vma_buf(vma) };
@@ -1177,6 +1249,9 @@ pub unsafe extern "C" fn rsr_vm_open(vma: *mut vm_area_struct) {
 
 /// A mapping went away.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_vm_close(vma: *mut vm_area_struct) {
     // SAFETY: one of our mappings.
     let b = unsafe { vma_buf(vma) };
@@ -1186,6 +1261,9 @@ pub unsafe extern "C" fn rsr_vm_close(vma: *mut vm_area_struct) {
 
 /// relay_buf_fault: the vmap'ed page at the faulting offset.
 #[no_mangle]
+/// # Safety
+///
+/// Called by the VFS / MM with valid arguments for an rsrelay file (created with `rsrelay_file_operations`) or one of its mappings.
 pub unsafe extern "C" fn rsr_vm_fault(vmf: *mut vm_fault) -> c_uint {
     // SAFETY: a fault on one of our mappings; the buffer's pages live as long as the file.
     unsafe {
