@@ -17,6 +17,49 @@ mod support;
 const STATE_OFF: u64 = 128;
 /// The reader lock word: first word of the reader cache line (second line of the state).
 const READER_LOCK_OFF: u64 = STATE_OFF + 64;
+/// The writer's switch seqlock: seventh word of the writer cache line (core/state.rs).
+const SWITCH_SEQ_OFF: u64 = STATE_OFF + 6 * 8;
+
+/// A writer stalled in the middle of a sub-buffer switch (the seqlock left odd, as when it is
+/// preempted there) makes readers' snapshots inconclusive; finishing the switch may produce
+/// nothing and wake nobody. A reader blocked in `poll(None)` must still see the complete
+/// sub-buffer soon after the switch ends, instead of sleeping until the next wakeup.
+#[test]
+fn poll_recovers_from_a_stalled_switch() {
+    let tmp = TempDir::new("stalled_switch");
+    let dir = tmp.path();
+    let chan = Channel::open(Some("c"), Some(dir), 64, 4, Global(NoOverwrite)).unwrap();
+    chan.write(&[1u8; 60]);
+    chan.write(&[2u8; 60]); // switches: one complete sub-buffer
+    let path = dir.join("c0");
+    let raw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut seq = [0u8; 8];
+    raw.read_exact_at(&mut seq, SWITCH_SEQ_OFF).unwrap();
+    let seq = u64::from_ne_bytes(seq);
+    assert_eq!(seq % 2, 0);
+    raw.write_all_at(&(seq + 1).to_ne_bytes(), SWITCH_SEQ_OFF)
+        .unwrap();
+    let f = RelayFile::open(&path).unwrap();
+    // The premise: with the seqlock odd the reader cannot tell that data waits.
+    assert_eq!(f.poll_now().unwrap(), Poll::Empty);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f.poll(None).map_err(|e| e.to_string()));
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // The writer resumes and ends the switch without producing anything (nobody is woken).
+    raw.write_all_at(&(seq + 2).to_ne_bytes(), SWITCH_SEQ_OFF)
+        .unwrap();
+    let r = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("reader still asleep 5 s after the switch ended");
+    assert_eq!(r.unwrap(), Poll::Readable);
+    drop(chan);
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]

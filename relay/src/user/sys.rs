@@ -210,34 +210,47 @@ pub struct SharedFutex {
     pub deadline: Option<Instant>,
 }
 
+/// Longest single sleep of a waiting reader. A writer preempted (or killed) in the middle of a
+/// sub-buffer switch leaves the seqlock odd, so readers cannot take a snapshot and report
+/// nothing ready; when it resumes, finishing the switch may produce nothing and wake nobody (a
+/// refused switch in a full buffer). Re-checking after at most this long bounds how long such a
+/// reader sleeps while data waits; it costs a waiting reader ten wakeups a second.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl crate::core::wait::Futex for SharedFutex {
     fn wait(&self, word: &AtomicU32, expected: u32) -> bool {
-        let ts;
-        let tsp = match self.deadline {
-            None => std::ptr::null(),
+        let (sleep, last) = match self.deadline {
+            None => (RECHECK, false),
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return false;
                 }
-                ts = timespec(left);
-                &ts as *const libc::timespec
+                if left <= RECHECK {
+                    (left, true)
+                } else {
+                    (RECHECK, false)
+                }
             }
         };
-        // SAFETY: `word` is a valid, aligned u32 for the duration of the call; `tsp` is null or
-        // points to `ts`, alive until the call returns.
+        let ts = timespec(sleep);
+        // SAFETY: `word` is a valid, aligned u32 for the duration of the call; `ts` is alive
+        // until the call returns.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 word.as_ptr(),
                 libc::FUTEX_WAIT,
                 expected,
-                tsp,
+                &ts as *const libc::timespec,
                 std::ptr::null::<u32>(),
                 0u32,
             )
         };
-        !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+        let timed_out =
+            r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT);
+        // A timeout of a capped sleep is a spurious return: the caller re-checks and waits on.
+        !(timed_out && last)
     }
 
     fn wake(&self, word: &AtomicU32) {
