@@ -42,7 +42,7 @@ do_install() {
     [ "${SKIP_APT:-0}" = 1 ] && return 0
     step "apt install"
     local want=(linux-source-6.12 clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
-        libssl-dev make gcc libc6-dev perl xz-utils file qemu-system-x86 busybox-static cpio
+        libssl-dev make gcc libc6-dev perl xz-utils file qemu-system-x86 busybox-static cpio rsync gzip
         "rustc-web=$RUST_DEB_VER" "rust-web-src=$RUST_DEB_VER" "libstd-rust-web-dev=$RUST_DEB_VER")
     # Skip apt entirely when everything is there (repeat runs, offline developers).
     local missing=0 p
