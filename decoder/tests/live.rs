@@ -79,10 +79,8 @@ fn wait(child: Child, secs: u64) -> Output {
 
 fn sigint(child: &Child) {
     // SAFETY: plain kill(2) of our child.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(r, 0);
 }
 
 fn numbered(records: &[Record]) -> Vec<u128> {

@@ -85,10 +85,11 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("sigmask", |b| {
-        // SAFETY: sigfillset/pthread_sigmask get valid pointers to local sigset_t values.
-        let (mut all, mut old): (libc::sigset_t, libc::sigset_t) =
-            unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-        // SAFETY: as above.
+        // SAFETY: an all-zero sigset_t is a valid (empty) set; it is filled in below.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above (pthread_sigmask overwrites it).
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigfillset gets a valid pointer to a local sigset_t.
         unsafe { libc::sigfillset(&mut all) };
         b.iter(|| {
             // SAFETY: as above; the old mask is restored right after the write.

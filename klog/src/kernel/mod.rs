@@ -84,10 +84,10 @@ pub mod __private {
     ///
     /// Called by the handler during `klog_emit`: `ctx` is the value `emit` passed and `out` has `len` writable bytes.
     unsafe extern "C" fn encode_args<A: Args>(ctx: *const c_void, out: *mut u8, len: usize) {
-        // SAFETY: `ctx` is the `A` of `emit`, alive for the synchronous klog_emit call; the
-        // handler passes a slot of `len` writable bytes.
-        let (args, slot) =
-            unsafe { (&*ctx.cast::<A>(), core::slice::from_raw_parts_mut(out, len)) };
+        // SAFETY: `ctx` is the `A` of `emit`, alive for the synchronous klog_emit call.
+        let args = unsafe { &*ctx.cast::<A>() };
+        // SAFETY: the handler passes a slot of `len` writable bytes, ours during the call.
+        let slot = unsafe { core::slice::from_raw_parts_mut(out, len) };
         args.encode(&mut Writer::new(slot));
     }
 

@@ -487,10 +487,11 @@ impl<C: ChannelCallbacks> Channel<C> {
             .iter()
             .position(|m| std::ptr::eq(m.buf().state().writer_lock(), held));
         if let Some(i) = own {
+            let queue = &self.inner.nested[i];
+            let encode = |d: &mut [u8]| fill.take().map_or(0, |f| f(d));
             // SAFETY: `acquire` verified that this thread holds buffer `i`'s lock and that we run
             // nested inside that hold.
-            let queued =
-                unsafe { self.inner.nested[i].push(max, |d| fill.take().map_or(0, |f| f(d))) };
+            let queued = unsafe { queue.push(max, encode) };
             if queued {
                 return true;
             }

@@ -74,10 +74,10 @@ impl NestedQueue {
                 Err(now) => at = now,
             }
         }
+        let base = self.data.get().cast::<u8>();
         // SAFETY: `at..at + need` is inside the array and reserved for this context alone (see
         // the module docs); nothing reads it before this context returns.
-        let rec =
-            unsafe { std::slice::from_raw_parts_mut(self.data.get().cast::<u8>().add(at), need) };
+        let rec = unsafe { std::slice::from_raw_parts_mut(base.add(at), need) };
         let used = fill(&mut rec[8..]).min(max) as u32;
         rec[..4].copy_from_slice(&used.to_ne_bytes());
         rec[4..8].copy_from_slice(&max32.to_ne_bytes());

@@ -114,13 +114,13 @@ mod rseq {
     #[inline(always)]
     pub fn thread_pointer() -> usize {
         let tp: usize;
-        // SAFETY: reads the thread pointer register; no memory is accessed.
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: reads the thread pointer register; no memory is accessed.
         unsafe {
             std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags))
         };
-        // SAFETY: reads the thread pointer register; no memory is accessed.
         #[cfg(target_arch = "aarch64")]
+        // SAFETY: reads the thread pointer register; no memory is accessed.
         unsafe {
             std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags))
         };
