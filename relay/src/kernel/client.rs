@@ -251,10 +251,43 @@ impl<T: Callbacks> Channel<T> {
     /// Encodes a message in place: `fill` gets room for `max` bytes in the current CPU's buffer
     /// and returns how many it used; only those are published. Interrupts are off during
     /// `fill`. `false` if the message was dropped.
-    pub fn write_with<F: FnMut(&mut [u8]) -> usize>(&self, max: usize, mut fill: F) -> bool {
+    pub fn write_with<F: FnMut(&mut [u8]) -> usize>(&self, max: usize, fill: F) -> bool {
+        // SAFETY: rsrelay_write_with disables interrupts itself.
+        unsafe { self.write_with_raw(sys::rsrelay_write_with, max, fill) }
+    }
+
+    /// [`Channel::write_with`] for a caller that already runs with interrupts off (it saves
+    /// rsrelay's own save/restore on a hot path, e.g. a klog handler).
+    ///
+    /// # Safety
+    ///
+    /// Interrupts are disabled on the calling CPU.
+    pub unsafe fn write_with_irqs_off<F: FnMut(&mut [u8]) -> usize>(
+        &self,
+        max: usize,
+        fill: F,
+    ) -> bool {
+        // SAFETY: the caller keeps interrupts off (checked by lockdep in the debug kernel).
+        unsafe { self.write_with_raw(sys::__rsrelay_write_with, max, fill) }
+    }
+
+    /// # Safety
+    ///
+    /// `entry` is `rsrelay_write_with` or, with interrupts off, `__rsrelay_write_with`.
+    unsafe fn write_with_raw<F: FnMut(&mut [u8]) -> usize>(
+        &self,
+        entry: unsafe extern "C" fn(
+            *mut sys::rsrelay_chan,
+            usize,
+            Option<unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> usize>,
+            *mut c_void,
+        ) -> bool,
+        max: usize,
+        mut fill: F,
+    ) -> bool {
         /// # Safety
         ///
-        /// Called by rsrelay.ko with the arguments documented in rsrelay.h; `private` is the channel's callbacks object.
+        /// `ctx` is the closure passed by `write_with_raw`, `slot` has `max` writable bytes.
         unsafe extern "C" fn tr<F: FnMut(&mut [u8]) -> usize>(
             ctx: *mut c_void,
             slot: *mut c_void,
@@ -268,9 +301,9 @@ impl<T: Callbacks> Channel<T> {
             }
         }
         // SAFETY: open channel; `tr::<F>` matches the expected signature and `fill` outlives
-        // the synchronous call.
+        // the synchronous call; the interrupt rule of `entry` is the caller's.
         unsafe {
-            sys::rsrelay_write_with(
+            entry(
                 self.raw.as_ptr(),
                 max,
                 Some(tr::<F>),

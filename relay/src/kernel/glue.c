@@ -67,6 +67,7 @@ EXPORT_SYMBOL_GPL(rsrelay_close);
 EXPORT_SYMBOL_GPL(rsrelay_write);
 EXPORT_SYMBOL_GPL(__rsrelay_write);
 EXPORT_SYMBOL_GPL(rsrelay_write_with);
+EXPORT_SYMBOL_GPL(__rsrelay_write_with);
 EXPORT_SYMBOL_GPL(rsrelay_reserve);
 EXPORT_SYMBOL_GPL(rsrelay_flush);
 EXPORT_SYMBOL_GPL(rsrelay_reset);
@@ -108,6 +109,13 @@ bool rsrelay_write_with(struct rsrelay_chan *chan, size_t max,
 	ret = rsr_write_with_cpu(chan, raw_smp_processor_id(), max, fill, ctx);
 	local_irq_restore(flags);
 	return ret;
+}
+
+bool __rsrelay_write_with(struct rsrelay_chan *chan, size_t max,
+			  size_t (*fill)(void *ctx, void *slot, size_t max), void *ctx)
+{
+	lockdep_assert_irqs_disabled();
+	return rsr_write_with_cpu(chan, raw_smp_processor_id(), max, fill, ctx);
 }
 
 bool __rsrelay_write(struct rsrelay_chan *chan, const void *data, size_t length)

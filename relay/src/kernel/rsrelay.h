@@ -65,6 +65,9 @@ bool rsrelay_write(struct rsrelay_chan *chan, const void *data, size_t length);
  */
 bool rsrelay_write_with(struct rsrelay_chan *chan, size_t max,
 			size_t (*fill)(void *ctx, void *slot, size_t max), void *ctx);
+/* The same for a caller that already runs with interrupts off (e.g. a klog handler). */
+bool __rsrelay_write_with(struct rsrelay_chan *chan, size_t max,
+			  size_t (*fill)(void *ctx, void *slot, size_t max), void *ctx);
 /* __relay_write: preemption disabled inside; no writer on this CPU may run in interrupts. */
 bool __rsrelay_write(struct rsrelay_chan *chan, const void *data, size_t length);
 /*
