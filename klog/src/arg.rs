@@ -140,9 +140,36 @@ impl<'a> Writer<'a> {
         }
         if self.buf.len() - self.pos >= 10 {
             // One bounds check for the whole varint (at most 10 bytes for a u64) instead of one
-            // per byte: this loop is most of an event's encoding time.
+            // per byte. Values below 2^35 (every u32) are assembled in a register and written
+            // with one 2-, 4- or 8-byte store: the bytes past the varint are scratch inside the
+            // reserved slot, overwritten by what follows or never committed. This measured
+            // ~30% faster than a store per byte (docs/PERFORMANCE.md).
             let base = self.pos;
             let dst = &mut self.buf[base..base + 10];
+            let a = (v & 0x7f) | 0x80 | ((v << 1) & 0x7f00);
+            if v < 1 << 14 {
+                dst[..2].copy_from_slice(&(a as u16).to_le_bytes());
+                self.pos = base + 2;
+                return;
+            }
+            let a = a | 0x8000 | ((v << 2) & 0x7f_0000);
+            if v < 1 << 21 {
+                dst[..4].copy_from_slice(&(a as u32).to_le_bytes());
+                self.pos = base + 3;
+                return;
+            }
+            let a = a | 0x80_0000 | ((v << 3) & 0x7f00_0000);
+            if v < 1 << 28 {
+                dst[..4].copy_from_slice(&(a as u32).to_le_bytes());
+                self.pos = base + 4;
+                return;
+            }
+            if v < 1 << 35 {
+                let a = a | 0x8000_0000 | ((v << 4) & 0x7f_0000_0000);
+                dst[..8].copy_from_slice(&a.to_le_bytes());
+                self.pos = base + 5;
+                return;
+            }
             let mut i = 0;
             while v >= 0x80 {
                 dst[i] = v as u8 | 0x80;
@@ -176,6 +203,12 @@ impl<'a> Writer<'a> {
 pub trait Arg {
     /// The wire type.
     const TYPE: ArgType;
+    /// An upper bound of [`Arg::encoded_len`] for every value of the type, or `usize::MAX` if
+    /// there is none (strings, byte slices, user types by default). Events whose arguments are
+    /// all bounded get their frame's length prefix written after the body instead of computed
+    /// before it (see `RelayHandler`), which keeps the encoding off the timestamp's critical
+    /// path.
+    const MAX_LEN: usize = usize::MAX;
     /// Exact number of bytes [`Arg::encode`] writes.
     fn encoded_len(&self) -> usize;
     /// Writes the postcard encoding.
@@ -184,6 +217,7 @@ pub trait Arg {
 
 impl<T: Arg + ?Sized> Arg for &T {
     const TYPE: ArgType = T::TYPE;
+    const MAX_LEN: usize = T::MAX_LEN;
     #[inline(always)]
     fn encoded_len(&self) -> usize {
         (**self).encoded_len()
@@ -196,6 +230,7 @@ impl<T: Arg + ?Sized> Arg for &T {
 
 impl Arg for u8 {
     const TYPE: ArgType = ArgType::U8;
+    const MAX_LEN: usize = 1;
     #[inline(always)]
     fn encoded_len(&self) -> usize {
         1
@@ -208,6 +243,7 @@ impl Arg for u8 {
 
 impl Arg for i8 {
     const TYPE: ArgType = ArgType::I8;
+    const MAX_LEN: usize = 1;
     #[inline(always)]
     fn encoded_len(&self) -> usize {
         1
@@ -222,6 +258,7 @@ macro_rules! unsigned {
     ($($t:ty),*) => {$(
         impl Arg for $t {
             const TYPE: ArgType = ArgType::Unsigned;
+            const MAX_LEN: usize = varint_len64(<$t>::MAX as u64);
             #[inline(always)]
             fn encoded_len(&self) -> usize {
                 varint_len64(*self as u64)
@@ -239,6 +276,7 @@ macro_rules! signed {
     ($($t:ty => $tag:ident),*) => {$(
         impl Arg for $t {
             const TYPE: ArgType = ArgType::$tag;
+            const MAX_LEN: usize = varint_len64(zigzag64(<$t>::MIN as i64));
             #[inline(always)]
             fn encoded_len(&self) -> usize {
                 varint_len64(zigzag64(*self as i64))
@@ -254,6 +292,7 @@ signed!(i16 => I16, i32 => I32, i64 => Signed, isize => Signed);
 
 impl Arg for u128 {
     const TYPE: ArgType = ArgType::Unsigned;
+    const MAX_LEN: usize = varint_len(u128::MAX);
     #[inline]
     fn encoded_len(&self) -> usize {
         varint_len(*self)
@@ -266,6 +305,7 @@ impl Arg for u128 {
 
 impl Arg for i128 {
     const TYPE: ArgType = ArgType::I128;
+    const MAX_LEN: usize = varint_len(zigzag(i128::MIN));
     #[inline]
     fn encoded_len(&self) -> usize {
         varint_len(zigzag(*self))
@@ -278,6 +318,7 @@ impl Arg for i128 {
 
 impl Arg for f32 {
     const TYPE: ArgType = ArgType::F32;
+    const MAX_LEN: usize = 4;
     #[inline(always)]
     fn encoded_len(&self) -> usize {
         4
@@ -290,6 +331,7 @@ impl Arg for f32 {
 
 impl Arg for f64 {
     const TYPE: ArgType = ArgType::F64;
+    const MAX_LEN: usize = 8;
     #[inline(always)]
     fn encoded_len(&self) -> usize {
         8
@@ -302,6 +344,7 @@ impl Arg for f64 {
 
 impl Arg for bool {
     const TYPE: ArgType = ArgType::Bool;
+    const MAX_LEN: usize = 1;
     #[inline(always)]
     fn encoded_len(&self) -> usize {
         1
@@ -314,6 +357,7 @@ impl Arg for bool {
 
 impl Arg for char {
     const TYPE: ArgType = ArgType::Char;
+    const MAX_LEN: usize = 5;
     #[inline]
     fn encoded_len(&self) -> usize {
         1 + self.len_utf8()
@@ -382,6 +426,8 @@ impl Arg for std::string::String {
 pub trait Args {
     /// Number of arguments.
     const N: usize;
+    /// Sum of the arguments' [`Arg::MAX_LEN`] (`usize::MAX` if one is unbounded).
+    const MAX_LEN: usize;
     /// Writes the type tag of every argument.
     fn types(&self, out: &mut [u8]);
     /// Exact length of [`Args::encode`]'s output.
@@ -394,6 +440,7 @@ macro_rules! tuple_args {
     ($n:expr; $($name:ident $idx:tt),*) => {
         impl<$($name: Arg + ?Sized),*> Args for ($(&$name,)*) {
             const N: usize = $n;
+            const MAX_LEN: usize = 0usize $(.saturating_add($name::MAX_LEN))*;
             #[inline(always)]
             #[allow(unused_variables)]
             fn types(&self, out: &mut [u8]) {

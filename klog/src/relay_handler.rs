@@ -91,6 +91,37 @@ struct Lane {
     lost_total: AtomicU64,
 }
 
+impl Lane {
+    /// Counts a frame written or lost. Runs with the lane's emit slot held.
+    #[inline(always)]
+    fn count(&self, written: bool) {
+        if written {
+            // Only the holder of the slot writes `frames`: no read-modify-write needed.
+            self.frames
+                .store(self.frames.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        } else {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            self.lost_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Largest [`crate::arg::Args::MAX_LEN`] that takes the short-frame path: a body of at most
+/// 5 (head) + 10 (delta) + 112 = 127 bytes has a one-byte length prefix.
+const SHORT_ARGS_MAX: usize = 112;
+
+/// The frame's `ts_delta` for raw clock value `ts` against the lane's current sub-buffer base.
+///
+/// The clock is read before the frame's place is reserved (so its latency overlaps the
+/// reservation); when that reservation switched sub-buffers, the new base was read after `ts`.
+/// Such a frame is stamped with the base itself: docs/FORMAT.md promises `ts_delta >= 0` (no
+/// frame may start like a header), and the event did happen at about that time.
+#[inline(always)]
+fn delta_since(ts: u64, lane: &Lane) -> u64 {
+    let base = lane.base.load(Ordering::Relaxed);
+    zigzag64(ts.saturating_sub(base) as i64)
+}
+
 /// The relay callbacks: the sub-buffer header of docs/FORMAT.md.
 struct KlogCallbacks {
     overwrite: bool,
@@ -320,7 +351,57 @@ impl RelayHandler {
             return;
         }
         let head = ((cs.id() as u64) << 2) | Kind::Fmt as u64;
-        self.write_frame(slot, head, args.encoded_len(), |w| args.encode(w));
+        // A compile-time bound when the types have one, else the exact length.
+        let bound = if A::MAX_LEN <= SHORT_ARGS_MAX {
+            A::MAX_LEN
+        } else {
+            args.encoded_len()
+        };
+        if bound <= SHORT_ARGS_MAX {
+            self.write_short_frame(slot, head, bound, |w| args.encode(w));
+        } else {
+            self.write_frame(slot, head, args.encoded_len(), |w| args.encode(w));
+        }
+    }
+
+    /// [`Self::write_frame`] for a payload of at most `args_max <= SHORT_ARGS_MAX` bytes (for
+    /// bounded argument types a compile-time constant): the frame body is then shorter than 128
+    /// bytes, so its length prefix is one byte, written after the body. Nothing is measured
+    /// before encoding, and the clock is read before the reservation, so its latency overlaps
+    /// it instead of standing in front of the whole encoding.
+    #[inline(always)]
+    fn write_short_frame(
+        &self,
+        slot: usize,
+        head: u64,
+        args_max: usize,
+        encode: impl FnOnce(&mut Writer<'_>),
+    ) {
+        let cb = self.cb();
+        let Some(lane) = cb.lanes.get(slot) else {
+            return;
+        };
+        let ts = cb.clock.now();
+        // The body: head (at most 5 bytes for a u32 callsite id), delta (at most 10), args.
+        let max = 1 + 5 + 10 + args_max;
+        // SAFETY: the dispatcher holds emit slot `slot`, which serialises every writer of
+        // buffer `slot` (all of this handler's writes go through slots).
+        let ok = unsafe {
+            self.chan.write_with_max_unlocked(slot, max, |buf| {
+                let Some((len, body)) = buf.split_first_mut() else {
+                    return 0;
+                };
+                let mut w = Writer::new(body);
+                w.varint64(head);
+                w.varint64(delta_since(ts, lane));
+                encode(&mut w);
+                let n = w.pos();
+                // n < 128: a one-byte varint.
+                *len = n as u8;
+                n + 1
+            })
+        };
+        lane.count(ok);
     }
 
     #[inline(always)]
@@ -340,8 +421,7 @@ impl RelayHandler {
         // buffer `slot` (all of this handler's writes go through slots).
         let ok = unsafe {
             self.chan.write_with_max_unlocked(slot, max, |buf| {
-                let ts = cb.clock.now();
-                let delta = zigzag64(ts.wrapping_sub(lane.base.load(Ordering::Relaxed)) as i64);
+                let delta = delta_since(cb.clock.now(), lane);
                 let body = varint_len64(head) + varint_len64(delta) + payload;
                 let mut w = Writer::new(buf);
                 w.varint64(body as u64);
@@ -351,14 +431,7 @@ impl RelayHandler {
                 w.pos()
             })
         };
-        if ok {
-            // Only the holder of the slot writes `frames`: no read-modify-write needed.
-            lane.frames
-                .store(lane.frames.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        } else {
-            lane.lost.fetch_add(1, Ordering::Relaxed);
-            lane.lost_total.fetch_add(1, Ordering::Relaxed);
-        }
+        lane.count(ok);
     }
 
     /// Flushes every buffer (under the emit slots, so it is safe while registered).
@@ -411,7 +484,12 @@ impl Handler for RelayHandler {
             return;
         }
         let head = ((cs.id() as u64) << 2) | Kind::Fmt as u64;
-        self.write_frame(slot, head, args.encoded_len(), |w| args.encode(w));
+        let len = args.encoded_len();
+        if len <= SHORT_ARGS_MAX {
+            self.write_short_frame(slot, head, len, |w| args.encode(w));
+        } else {
+            self.write_frame(slot, head, len, |w| args.encode(w));
+        }
     }
 
     fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]) {
@@ -420,7 +498,11 @@ impl Handler for RelayHandler {
             return;
         }
         let head = ((cs.id() as u64) << 2) | Kind::Raw as u64;
-        self.write_frame(slot, head, bytes.len(), |w| w.bytes(bytes));
+        if bytes.len() <= SHORT_ARGS_MAX {
+            self.write_short_frame(slot, head, bytes.len(), |w| w.bytes(bytes));
+        } else {
+            self.write_frame(slot, head, bytes.len(), |w| w.bytes(bytes));
+        }
     }
 
     fn lost(&self, slot: usize) {

@@ -113,3 +113,68 @@ fn writer_never_overflows() {
     u64::MAX.encode(&mut w);
     assert!(w.pos() <= 3);
 }
+
+/// Every varint length (1..=10 bytes), at both ends of its range, in slots from exactly the
+/// encoded length to 10 bytes more (the writer takes different paths depending on the room it
+/// has): the bytes equal postcard's, and what follows the varint inside the slot may be scratch
+/// but the next write overwrites it.
+#[test]
+fn varint_every_length_and_room() {
+    let mut values = vec![0u64, 1, u64::MAX];
+    for k in 1..64 {
+        values.extend([(1u64 << k) - 1, 1u64 << k, (1u64 << k) + 1]);
+    }
+    for v in values {
+        let want = postcard::to_allocvec(&v).unwrap();
+        for extra in 0..=10 {
+            let mut buf = vec![0xa5u8; want.len() + extra];
+            let mut w = Writer::new(&mut buf);
+            w.varint64(v);
+            assert_eq!(w.pos(), want.len(), "length of {v:#x} with {extra} spare");
+            assert_eq!(
+                &buf[..want.len()],
+                &want[..],
+                "bytes of {v:#x} with {extra} spare"
+            );
+        }
+        // Two varints back to back: the first one's scratch bytes are overwritten.
+        let mut buf = vec![0xa5u8; 2 * want.len() + 10];
+        let mut w = Writer::new(&mut buf);
+        w.varint64(v);
+        w.varint64(v);
+        let n = w.pos();
+        let back: (u64, u64) = postcard::from_bytes(&buf[..n]).unwrap();
+        assert_eq!(back, (v, v));
+    }
+}
+
+/// `MAX_LEN` bounds every value's encoding (the relay handler reserves by it).
+#[test]
+fn max_len_bounds_the_encoding() {
+    fn extremes<T: Arg>(vals: &[T]) {
+        for v in vals {
+            assert!(v.encoded_len() <= T::MAX_LEN, "{:?}", T::TYPE);
+        }
+    }
+    extremes(&[0u8, u8::MAX]);
+    extremes(&[0u16, u16::MAX]);
+    extremes(&[0u32, u32::MAX]);
+    extremes(&[0u64, u64::MAX]);
+    extremes(&[0usize, usize::MAX]);
+    extremes(&[0u128, u128::MAX]);
+    extremes(&[i8::MIN, i8::MAX]);
+    extremes(&[i16::MIN, i16::MAX]);
+    extremes(&[i32::MIN, i32::MAX]);
+    extremes(&[i64::MIN, i64::MAX]);
+    extremes(&[isize::MIN, isize::MAX]);
+    extremes(&[i128::MIN, i128::MAX]);
+    extremes(&[f32::MIN, f32::NAN]);
+    extremes(&[f64::MAX]);
+    extremes(&[false, true]);
+    extremes(&['a', 'é', '\u{10ffff}']);
+    // Hand-computed: 5 bytes per u32, 10 per u64 or i64.
+    assert_eq!(<(&u32, &u32, &u32) as Args>::MAX_LEN, 15);
+    assert_eq!(<(&u64, &i64) as Args>::MAX_LEN, 20);
+    assert_eq!(<() as Args>::MAX_LEN, 0);
+    assert_eq!(<(&u32, &str) as Args>::MAX_LEN, usize::MAX);
+}
