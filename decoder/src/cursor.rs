@@ -17,10 +17,12 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     pub(crate) fn new(b: &'a [u8]) -> Self {
         Cursor { b, pos: 0 }
     }
 
+    #[inline]
     pub(crate) fn at(b: &'a [u8], pos: usize) -> Self {
         Cursor {
             b,
@@ -28,14 +30,17 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn pos(&self) -> usize {
         self.pos
     }
 
+    #[inline]
     pub(crate) fn rest(&self) -> &'a [u8] {
         self.b.get(self.pos..).unwrap_or(&[])
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         let end = self.pos.checked_add(n).ok_or(ReadError::Eof)?;
         let s = self.b.get(self.pos..end).ok_or(ReadError::Eof)?;
@@ -49,6 +54,7 @@ impl<'a> Cursor<'a> {
         Ok(a)
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, ReadError> {
         Ok(self.array::<1>()?[0])
     }
@@ -66,7 +72,62 @@ impl<'a> Cursor<'a> {
     }
 
     /// An unsigned LEB128 varint of at most 64 bits (postcard's `u64` varint).
+    #[inline(always)]
     pub(crate) fn varint(&mut self) -> Result<u64, ReadError> {
+        // Most varints on the wire (frame lengths, heads, small deltas and arguments) are one
+        // or two bytes.
+        let p = self.pos;
+        if let Some(&b0) = self.b.get(p) {
+            if b0 < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b0));
+            }
+            // Short slices (the last argument of a frame): two and three bytes one by one.
+            if self.b.len() - p < 8 {
+                if let Some(&b1) = self.b.get(p + 1) {
+                    let v = u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7;
+                    if b1 < 0x80 {
+                        self.pos += 2;
+                        return Ok(v);
+                    }
+                    if let Some(&b2) = self.b.get(p + 2) {
+                        if b2 < 0x80 {
+                            self.pos += 3;
+                            return Ok(v | u64::from(b2) << 14);
+                        }
+                    }
+                }
+            }
+        }
+        // Up to 8 bytes at once when 8 are there: the first byte without the continuation bit
+        // ends the varint; its 7-bit groups are gathered with shifts and masks.
+        if let Some(w) = self
+            .b
+            .get(self.pos..self.pos.wrapping_add(8))
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        {
+            let x = u64::from_le_bytes(w);
+            let stops = !x & 0x8080_8080_8080_8080;
+            if stops != 0 {
+                let bits = stops.trailing_zeros() + 1;
+                let x = if bits == 64 { x } else { x & ((1 << bits) - 1) };
+                let v = (x & 0x7f)
+                    | (x >> 1 & 0x3f80)
+                    | (x >> 2 & 0x1f_c000)
+                    | (x >> 3 & 0xfe0_0000)
+                    | (x >> 4 & 0x7_f000_0000)
+                    | (x >> 5 & 0x3f8_0000_0000)
+                    | (x >> 6 & 0x1_fc00_0000_0000)
+                    | (x >> 7 & 0xfe_0000_0000_0000);
+                self.pos += (bits / 8) as usize;
+                return Ok(v);
+            }
+        }
+        self.varint_long()
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, ReadError> {
         let mut v = 0u64;
         for i in 0..10 {
             let byte = self.u8()?;
@@ -108,6 +169,54 @@ mod tests {
         assert_eq!(v(&[0x80; 11]), Err(ReadError::Overflow));
         assert_eq!(v(&[0x80, 0x80]), Err(ReadError::Eof));
         assert_eq!(v(&[]), Err(ReadError::Eof));
+    }
+
+    #[test]
+    fn fast_varints_match_the_loop() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = x >> (i % 64);
+            let mut b = Vec::new();
+            let mut w = v;
+            loop {
+                if w < 0x80 {
+                    b.push(w as u8);
+                    break;
+                }
+                b.push(w as u8 | 0x80);
+                w >>= 7;
+            }
+            let n = b.len();
+            // With and without bytes after it (the 8-byte path needs 8 readable bytes).
+            for pad in [0usize, 3, 12] {
+                let mut bb = b.clone();
+                bb.extend(std::iter::repeat_n(0xffu8, pad));
+                let mut c = Cursor::new(&bb);
+                assert_eq!(c.varint(), Ok(v));
+                assert_eq!(c.pos(), n);
+                let mut c = Cursor::new(&bb);
+                assert_eq!(c.varint_long(), Ok(v));
+            }
+            // Truncated and overlong encodings agree with the loop too.
+            let mut c1 = Cursor::new(&b[..n - 1]);
+            let mut c2 = Cursor::new(&b[..n - 1]);
+            assert_eq!(c1.varint(), c2.varint_long());
+        }
+        for bytes in [
+            &[0x80u8; 12][..],
+            &[0xff; 9],
+            &[
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0,
+            ],
+        ] {
+            assert_eq!(
+                Cursor::new(bytes).varint(),
+                Cursor::new(bytes).varint_long()
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,14 @@
 //!   with the decoded [`Value`]s, [`TextFormatter`] prints lines.
 //!
 //! [`Trace`] ties them together for a directory or bytes in memory; [`decode_dir`] and
-//! [`decode_to_text`] are the one-call entry points. Decoding never panics on bad input: what is
+//! [`decode_to_text`] are the one-call entry points.
+//!
+//! The CLI's text and JSON output take a faster path with the same results: [`CpuStream::next_ref`]
+//! yields [`RecordRef`]s that borrow their argument bytes from the stream (checked, not decoded
+//! into [`Value`]s), [`RefMerge`] orders them with a winner tree over `(ts, cpu, ordinal)` keys,
+//! and [`write_lines`] renders each line straight from the payload bytes with per-callsite
+//! prefixes and compiled templates ([`Template::render_payload`]) — optionally on worker
+//! threads (`--jobs`), the calling thread decoding and merging. Decoding never panics on bad input: what is
 //! wrong is counted in [`Stats`] as warnings; only a trace that cannot be read at all (no
 //! metadata, unknown version, ...) is an [`Error`]. Other outputs (JSON, Chrome trace) and
 //! follow mode consume [`Trace::records`] / [`CpuStream`] the same way [`TextFormatter`] does.
@@ -19,9 +26,11 @@
 
 mod cursor;
 pub mod error;
+pub mod lines;
 pub mod live;
 pub mod merge;
 pub mod metadata;
+mod num;
 pub mod output;
 pub mod render;
 pub mod snapshot;
@@ -33,7 +42,8 @@ pub mod trace;
 pub mod value;
 
 pub use error::Error;
-pub use merge::{merge, Merge};
+pub use lines::{write_lines, LineRenderer};
+pub use merge::{merge, Merge, RefMerge};
 pub use metadata::{
     parse_metadata, Callsite, CallsiteKind, ClockRecord, ClockSource, Metadata, Mode, TraceHeader,
 };
@@ -41,12 +51,13 @@ pub use output::{write_records, Filter, Format, Sink};
 pub use render::{format_value, render, Template};
 pub use stats::{Stats, Warning, WarningKind};
 pub use stream::{
-    decode_snapshot, decode_stream, CpuStream, Event, LiveStream, Lost, Payload, Record, Step,
+    decode_snapshot, decode_stream, CpuStream, Event, EventRef, LiveStream, Lost, Payload, Record,
+    RecordRef, Step,
 };
 pub use text::{format_record, TextFormatter};
-pub use timestamps::{format_seconds, ClockConv};
+pub use timestamps::{format_seconds, ClockConv, FastClock};
 pub use trace::{
     decode_bytes, decode_dir, decode_to_text, decode_to_text_with, CpuSummary, Options, Records,
-    Report, StreamData, Trace,
+    RefRecords, Report, StreamData, Trace,
 };
-pub use value::{decode_args, decode_value, ArgError, Value};
+pub use value::{decode_args, decode_value, decode_value_ref, ArgError, Value, ValueRef};

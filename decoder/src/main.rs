@@ -22,7 +22,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use klog_decode::live::{self, FollowOptions};
 use klog_decode::output::{parse_level, parse_seconds, sink, write_records};
-use klog_decode::{CpuSummary, Error, Filter, Format, Options, Stats, Trace};
+use klog_decode::{write_lines, CpuSummary, Error, Filter, Format, Options, Stats, Trace};
 
 /// Decode a klog trace directory (`metadata` + `cpu0..cpuN-1`).
 #[derive(Debug, Parser)]
@@ -74,6 +74,11 @@ struct Cli {
     /// later timestamp or it has waited this long.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     window_ms: u64,
+    /// Threads for text and JSON output: N-1 workers render lines while the main thread
+    /// decodes and merges (and renders when they are behind); the output is the same as with 1.
+    /// 0: one per available core (at most 64). Chrome output is always single-threaded.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
+    jobs: usize,
     /// Never show a progress bar (it is shown only on a terminal, for large traces).
     #[arg(long)]
     no_progress: bool,
@@ -191,7 +196,6 @@ fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error>
         return Ok(ExitCode::FAILURE);
     }
     let total = trace.stream_bytes();
-    let mut recs = trace.records();
     let bar = (!cli.no_progress && total >= PROGRESS_MIN_BYTES && io::stderr().is_terminal()).then(
         || {
             let b = indicatif::ProgressBar::new(total);
@@ -204,24 +208,46 @@ fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error>
             b
         },
     );
-    let progress = recs.progress();
-    let cpus: Vec<u16> = trace.streams.iter().map(|(c, _)| *c).collect();
-    let mut sink = sink(format, cli.absolute, cpus);
     let clock = trace.clock;
-    let out = io::stdout().lock();
-    let res = write_records(
-        &trace.metadata,
-        recs.by_ref(),
-        |raw| clock.to_ns(raw),
-        filter,
-        sink.as_mut(),
-        BufWriter::with_capacity(1 << 16, out),
-        |_| {
-            if let Some(b) = &bar {
-                b.set_position(progress.load(Ordering::Relaxed));
-            }
-        },
-    );
+    let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let jobs = match cli.jobs {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut recs = trace.records_ref();
+    let progress = recs.progress();
+    let tick = |_| {
+        if let Some(b) = &bar {
+            b.set_position(progress.load(Ordering::Relaxed));
+        }
+    };
+    let res = if format == Format::Chrome {
+        // The owned-record sink, single-threaded (Chrome output is one JSON array: a separator
+        // state, and the cost is serde's); the records come from the same merge.
+        let cpus: Vec<u16> = trace.streams.iter().map(|(c, _)| *c).collect();
+        let mut sink = sink(format, cli.absolute, cpus);
+        write_records(
+            &trace.metadata,
+            std::iter::from_fn(|| recs.next_in_place().map(|r| r.to_record())),
+            |raw| clock.to_ns(raw),
+            filter,
+            sink.as_mut(),
+            out,
+            tick,
+        )
+    } else {
+        write_lines(
+            &trace.metadata,
+            clock,
+            &mut recs,
+            format,
+            cli.absolute,
+            filter,
+            jobs,
+            out,
+            tick,
+        )
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -232,10 +258,10 @@ fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error>
         }
         Err(e) => return Err(e),
     };
-    let stats = recs.stats();
+    let (stats, per_cpu) = (recs.stats(), recs.per_cpu());
     let nothing = written.decoded == 0 && stats.total_warnings() > 0;
     if cli.stats {
-        print_stats(&stats, &recs.per_cpu(), written.decoded, written.shown);
+        print_stats(&stats, &per_cpu, written.decoded, written.shown);
     } else if !nothing {
         warn_summary(&stats);
     }

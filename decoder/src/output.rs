@@ -2,7 +2,9 @@
 //!
 //! [`write_records`] pulls records from any iterator (the lazy merge of [`crate::Trace::records`]
 //! or a live follower), applies a [`Filter`] and writes them in one of the [`Format`]s through a
-//! [`Sink`]. Nothing is collected: memory does not grow with the trace.
+//! [`Sink`]. Nothing is collected: memory does not grow with the trace. The CLI prints text and
+//! JSON through [`crate::write_lines`] instead, which gives the same bytes from borrowed records
+//! (and the sinks here are its test oracle); Chrome output and follow mode use the sinks.
 //!
 //! * `text`: [`crate::TextFormatter`]'s lines.
 //! * `json`: one object per line (JSON Lines):
@@ -26,9 +28,9 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::metadata::{Callsite, Metadata};
-use crate::stream::{Payload, Record};
+use crate::stream::{Payload, Record, RecordRef};
 use crate::text::format_record;
-use crate::value::Value;
+use crate::value::{Value, ValueRef};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +96,41 @@ impl Filter {
         let Some(cs) = meta.callsite(e.callsite) else {
             return false;
         };
+        if self.max_level.is_some_and(|m| cs.level_raw > m) {
+            return false;
+        }
+        self.targets.is_empty()
+            || self
+                .targets
+                .iter()
+                .any(|t| cs.module.starts_with(t.as_str()))
+    }
+}
+
+impl Filter {
+    /// [`Filter::accepts`] for a borrowed record.
+    pub fn accepts_ref(
+        &self,
+        _meta: &Metadata,
+        rec: &RecordRef<'_>,
+        ns: i128,
+        origin: i128,
+    ) -> bool {
+        if let Some(cpus) = &self.cpus {
+            if !cpus.contains(&rec.cpu()) {
+                return false;
+            }
+        }
+        if self.since_ns.is_some() || self.until_ns.is_some() {
+            let t = if self.absolute { ns } else { ns - origin };
+            if self.since_ns.is_some_and(|s| t < s) || self.until_ns.is_some_and(|u| t > u) {
+                return false;
+            }
+        }
+        let RecordRef::Event(e) = rec else {
+            return true;
+        };
+        let cs = e.callsite;
         if self.max_level.is_some_and(|m| cs.level_raw > m) {
             return false;
         }
@@ -202,10 +239,10 @@ pub fn base64(b: &[u8]) -> String {
 }
 
 /// Largest integer magnitude printed as a JSON number (JavaScript's safe integers).
-const JSON_SAFE: u128 = 1 << 53;
+pub(crate) const JSON_SAFE: u128 = 1 << 53;
 
 /// A value as JSON.
-struct JsonValue<'a>(&'a Value);
+pub(crate) struct JsonValue<'a>(pub(crate) ValueRef<'a>);
 
 impl Serialize for JsonValue<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -226,25 +263,25 @@ impl Serialize for JsonValue<'_> {
             }
         };
         match self.0 {
-            Value::U8(v) => s.serialize_u8(*v),
-            Value::Unsigned(v) if *v <= JSON_SAFE => s.serialize_u64(*v as u64),
-            Value::Unsigned(v) => s.collect_str(v),
-            Value::I8(v) => s.serialize_i8(*v),
-            Value::I16(v) => s.serialize_i16(*v),
-            Value::I32(v) => s.serialize_i32(*v),
-            Value::Signed(v) | Value::I128(v) => int(s, *v),
+            ValueRef::U8(v) => s.serialize_u8(v),
+            ValueRef::Unsigned(v) if v <= JSON_SAFE => s.serialize_u64(v as u64),
+            ValueRef::Unsigned(v) => s.collect_str(&v),
+            ValueRef::I8(v) => s.serialize_i8(v),
+            ValueRef::I16(v) => s.serialize_i16(v),
+            ValueRef::I32(v) => s.serialize_i32(v),
+            ValueRef::Signed(v) | ValueRef::I128(v) => int(s, v),
             // f32 → f64 is exact; serde_json prints the shortest f64 that round-trips, which
             // for a widened f32 can be longer than the f32's own shortest form: print the f32's.
-            Value::F32(v) if v.is_finite() => {
-                let short: f64 = v.to_string().parse().unwrap_or(f64::from(*v));
+            ValueRef::F32(v) if v.is_finite() => {
+                let short: f64 = v.to_string().parse().unwrap_or(f64::from(v));
                 s.serialize_f64(short)
             }
-            Value::F32(v) => float(s, f64::from(*v), v),
-            Value::F64(v) => float(s, *v, v),
-            Value::Bool(v) => s.serialize_bool(*v),
-            Value::Char(c) => s.serialize_char(*c),
-            Value::Str(v) => s.serialize_str(v),
-            Value::Bytes(b) | Value::User(b) => s.serialize_str(&base64(b)),
+            ValueRef::F32(v) => float(s, f64::from(v), &v),
+            ValueRef::F64(v) => float(s, v, &v),
+            ValueRef::Bool(v) => s.serialize_bool(v),
+            ValueRef::Char(c) => s.serialize_char(c),
+            ValueRef::Str(v) => s.serialize_str(v),
+            ValueRef::Bytes(b) | ValueRef::User(b) => s.serialize_str(&base64(b)),
         }
     }
 }
@@ -255,13 +292,13 @@ impl Serialize for JsonArgs<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut q = s.serialize_seq(Some(self.0.len()))?;
         for v in self.0 {
-            q.serialize_element(&JsonValue(v))?;
+            q.serialize_element(&JsonValue(v.as_ref()))?;
         }
         q.end()
     }
 }
 
-fn clamp_ns(ns: i128) -> i64 {
+pub(crate) fn clamp_ns(ns: i128) -> i64 {
     ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 

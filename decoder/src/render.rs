@@ -16,22 +16,31 @@
 use std::fmt::{self, Write};
 
 use klog::fmtspec::{Align, ArgRef, FmtType, Parser, Piece, Sign, Spec};
+use klog::ArgType;
 
-use crate::value::Value;
+use crate::cursor::{unzigzag, Cursor, ReadError};
+use crate::num::{write_i64, write_u64, Padded};
+use crate::value::{decode_value_ref, Value, ValueRef};
 
 /// A parsed format string, ready to render many events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     segs: Vec<Seg>,
     error: Option<String>,
+    /// The placeholders name arguments 0, 1, 2, ... in order, each once: the payload can be
+    /// rendered while it is decoded, front to back ([`Template::render_payload`]).
+    sequential: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Seg {
-    Lit(String),
+    /// A literal piece, and its bytes padded for [`Template::render_payload`].
+    Lit(String, Padded),
     Arg {
         index: usize,
         spec: Spec,
+        /// The spec prints integers as bare digits (the fast path of `int`).
+        bare: bool,
     },
     /// `{name}`: a stored format string is normalised to indices, so this is not expected.
     Name(String),
@@ -48,19 +57,21 @@ impl Template {
         for piece in Parser::new(fmt) {
             match piece {
                 Ok(Piece::Lit(s)) => match segs.last_mut() {
-                    Some(Seg::Lit(l)) => l.push_str(s),
-                    _ => segs.push(Seg::Lit(s.to_owned())),
+                    Some(Seg::Lit(l, _)) => l.push_str(s),
+                    _ => segs.push(Seg::Lit(s.to_owned(), Padded::default())),
                 },
                 Ok(Piece::Placeholder(p)) => segs.push(match p.arg {
                     ArgRef::Index(index) => Seg::Arg {
                         index,
                         spec: p.spec,
+                        bare: bare_int(&p.spec),
                     },
                     ArgRef::Next => {
                         next += 1;
                         Seg::Arg {
                             index: next - 1,
                             spec: p.spec,
+                            bare: bare_int(&p.spec),
                         }
                     }
                     ArgRef::Name(n) => {
@@ -76,7 +87,24 @@ impl Template {
                 }
             }
         }
-        Template { segs, error }
+        for s in &mut segs {
+            if let Seg::Lit(l, p) = s {
+                *p = Padded::new(l.as_bytes());
+            }
+        }
+        let mut n = 0;
+        let sequential = segs.iter().all(|s| match s {
+            Seg::Arg { index, .. } => {
+                n += 1;
+                *index == n - 1
+            }
+            _ => true,
+        });
+        Template {
+            segs,
+            error,
+            sequential,
+        }
     }
 
     /// Why the format string is not fully usable, if it is not.
@@ -102,8 +130,8 @@ impl Template {
         let mut ok = self.error.is_none();
         for seg in &self.segs {
             match seg {
-                Seg::Lit(s) | Seg::Bad(s) => out.push_str(s),
-                Seg::Arg { index, spec } => match values.get(*index) {
+                Seg::Lit(s, _) | Seg::Bad(s) => out.push_str(s),
+                Seg::Arg { index, spec, .. } => match values.get(*index) {
                     Some(v) => format_value(out, v, spec),
                     None => {
                         ok = false;
@@ -113,6 +141,107 @@ impl Template {
                 Seg::Name(n) => {
                     let _ = write!(out, "{{{n}}}");
                 }
+            }
+        }
+        ok
+    }
+
+    /// Appends the message for an event's argument bytes `payload` (of types `types`) to `out`:
+    /// the same text as [`Template::render_into`] with the decoded values, without decoding them
+    /// into [`Value`]s first. `scratch` is working space. Returns what `render_into` returns.
+    pub fn render_payload(
+        &self,
+        types: &[ArgType],
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> bool {
+        if !self.sequential {
+            let mut values = Vec::with_capacity(types.len());
+            let mut b = payload;
+            for &ty in types {
+                let Ok((v, rest)) = decode_value_ref(ty, b) else {
+                    break;
+                };
+                values.push(v);
+                b = rest;
+            }
+            return self.render_refs(&values, out, scratch);
+        }
+        let mut ok = self.error.is_none();
+        let mut b = payload;
+        for seg in &self.segs {
+            self.step(seg, types, &mut b, out, scratch, &mut ok);
+        }
+        ok
+    }
+
+    /// Renders one segment of a sequential template, taking its argument (if any) from the
+    /// front of `b`.
+    #[inline]
+    fn step(
+        &self,
+        seg: &Seg,
+        types: &[ArgType],
+        b: &mut &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+        ok: &mut bool,
+    ) {
+        match seg {
+            Seg::Lit(_, p) => p.append(out),
+            Seg::Bad(s) => out.extend_from_slice(s.as_bytes()),
+            Seg::Arg { index, spec, bare } => {
+                if *bare {
+                    // The common integer types straight from their varint to digits.
+                    let mut c = Cursor::new(b);
+                    let done = match types.get(*index) {
+                        Some(ArgType::Unsigned) => c.varint().map(|v| write_u64(out, v)),
+                        Some(ArgType::Signed) => c.varint().map(|v| write_i64(out, unzigzag(v))),
+                        _ => Err(ReadError::Eof),
+                    };
+                    if done.is_ok() {
+                        *b = c.rest();
+                        return;
+                    }
+                }
+                match types
+                    .get(*index)
+                    .and_then(|&ty| decode_value_ref(ty, b).ok())
+                {
+                    Some((v, rest)) => {
+                        *b = rest;
+                        write_value(out, v, spec, scratch);
+                    }
+                    None => {
+                        *ok = false;
+                        missing(out, *index, scratch);
+                    }
+                }
+            }
+            Seg::Name(n) => name(out, n),
+        }
+    }
+
+    fn render_refs(
+        &self,
+        values: &[ValueRef<'_>],
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> bool {
+        let mut ok = self.error.is_none();
+        for seg in &self.segs {
+            match seg {
+                Seg::Lit(_, p) => p.append(out),
+                Seg::Bad(s) => out.extend_from_slice(s.as_bytes()),
+                Seg::Arg { index, spec, .. } => match values.get(*index) {
+                    Some(v) => write_value(out, *v, spec, scratch),
+                    None => {
+                        ok = false;
+                        missing(out, *index, scratch);
+                    }
+                },
+                Seg::Name(n) => name(out, n),
             }
         }
         ok
@@ -131,27 +260,87 @@ pub fn render(fmt: &str, values: &[Value]) -> String {
     Template::parse(fmt).render(values)
 }
 
+#[cold]
+fn missing(out: &mut Vec<u8>, index: usize, scratch: &mut String) {
+    scratch.clear();
+    let _ = write!(scratch, "<missing arg {index}>");
+    out.extend_from_slice(scratch.as_bytes());
+}
+
+#[cold]
+fn name(out: &mut Vec<u8>, n: &str) {
+    out.push(b'{');
+    out.extend_from_slice(n.as_bytes());
+    out.push(b'}');
+}
+
+/// Whether `int` prints integers with `spec` as bare digits (its fast path).
+fn bare_int(spec: &Spec) -> bool {
+    matches!(spec.ty, FmtType::Display | FmtType::Debug)
+        && spec.width.is_none()
+        && spec.sign.is_none()
+}
+
+/// Appends `v` formatted with `spec` as [`format_value`] does: the common bare `{}` of integers
+/// and strings directly, the rest through `scratch`.
+#[inline(always)]
+pub(crate) fn write_value(out: &mut Vec<u8>, v: ValueRef<'_>, spec: &Spec, scratch: &mut String) {
+    if bare_int(spec) {
+        let signed = |out: &mut Vec<u8>, x: i128| {
+            if x < 0 {
+                out.push(b'-');
+            }
+            crate::num::write_u128(out, x.unsigned_abs());
+        };
+        match v {
+            ValueRef::U8(x) => return crate::num::write_u64(out, u64::from(x)),
+            ValueRef::Unsigned(x) => return crate::num::write_u128(out, x),
+            ValueRef::I8(x) => return signed(out, i128::from(x)),
+            ValueRef::I16(x) => return signed(out, i128::from(x)),
+            ValueRef::I32(x) => return signed(out, i128::from(x)),
+            ValueRef::Signed(x) | ValueRef::I128(x) => return signed(out, x),
+            ValueRef::Str(x) if spec.ty == FmtType::Display && spec.precision.is_none() => {
+                return out.extend_from_slice(x.as_bytes())
+            }
+            _ => {}
+        }
+    }
+    write_value_slow(out, v, spec, scratch)
+}
+
+#[inline(never)]
+fn write_value_slow(out: &mut Vec<u8>, v: ValueRef<'_>, spec: &Spec, scratch: &mut String) {
+    scratch.clear();
+    format_value_ref(scratch, v, spec);
+    out.extend_from_slice(scratch.as_bytes());
+}
+
 /// Appends one value formatted with `spec`.
 pub fn format_value(out: &mut String, v: &Value, spec: &Spec) {
+    format_value_ref(out, v.as_ref(), spec)
+}
+
+/// Appends one borrowed value formatted with `spec` (see [`format_value`]).
+pub fn format_value_ref(out: &mut String, v: ValueRef<'_>, spec: &Spec) {
     match v {
-        Value::U8(x) => int(out, spec, Int::U(u128::from(*x))),
-        Value::Unsigned(x) => int(out, spec, Int::U(*x)),
-        Value::I8(x) => int(out, spec, Int::I(i128::from(*x), 8)),
-        Value::Signed(x) => int(out, spec, Int::I(*x, 64)),
-        Value::I16(x) => int(out, spec, Int::I(i128::from(*x), 16)),
-        Value::I32(x) => int(out, spec, Int::I(i128::from(*x), 32)),
-        Value::I128(x) => int(out, spec, Int::I(*x, 128)),
-        Value::F32(x) => float(out, spec, *x),
-        Value::F64(x) => float(out, spec, *x),
-        Value::Bool(b) => pad_str(out, spec, if *b { "true" } else { "false" }),
-        Value::Char(c) => {
+        ValueRef::U8(x) => int(out, spec, Int::U(u128::from(x))),
+        ValueRef::Unsigned(x) => int(out, spec, Int::U(x)),
+        ValueRef::I8(x) => int(out, spec, Int::I(i128::from(x), 8)),
+        ValueRef::Signed(x) => int(out, spec, Int::I(x, 64)),
+        ValueRef::I16(x) => int(out, spec, Int::I(i128::from(x), 16)),
+        ValueRef::I32(x) => int(out, spec, Int::I(i128::from(x), 32)),
+        ValueRef::I128(x) => int(out, spec, Int::I(x, 128)),
+        ValueRef::F32(x) => float(out, spec, x),
+        ValueRef::F64(x) => float(out, spec, x),
+        ValueRef::Bool(b) => pad_str(out, spec, if b { "true" } else { "false" }),
+        ValueRef::Char(c) => {
             if spec.ty == FmtType::Debug {
                 let _ = write!(out, "{c:?}");
             } else {
                 pad_str(out, spec, c.encode_utf8(&mut [0u8; 4]))
             }
         }
-        Value::Str(s) => {
+        ValueRef::Str(s) => {
             if spec.ty == FmtType::Debug {
                 // `Debug for str` ignores width and precision.
                 let _ = write!(out, "{s:?}");
@@ -159,8 +348,8 @@ pub fn format_value(out: &mut String, v: &Value, spec: &Spec) {
                 pad_str(out, spec, s)
             }
         }
-        Value::Bytes(b) => bytes_debug(out, spec, b),
-        Value::User(b) => {
+        ValueRef::Bytes(b) => bytes_debug(out, spec, b),
+        ValueRef::User(b) => {
             out.push_str("<user ");
             hex(out, b);
             out.push('>');

@@ -10,7 +10,7 @@ use klog::wire::{SubbufHeader, SUBBUF_HEADER_LEN};
 
 use crate::metadata::Metadata;
 use crate::stats::{Stats, WarningKind};
-use crate::stream::{Lost, Record};
+use crate::stream::Lost;
 
 /// A slot to walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(crate) fn plan(
     cpu: &mut u16,
     data: &[u8],
     stats: &mut Stats,
-) -> (Vec<SlotPlan>, Vec<Record>) {
+) -> (Vec<SlotPlan>, Vec<Lost>) {
     let ss = meta.header.subbuf_size as usize;
     let n_subbufs = meta.header.n_subbufs as usize;
     if ss <= SUBBUF_HEADER_LEN {
@@ -187,11 +187,11 @@ pub(crate) fn plan(
     );
     let mut tail = Vec::new();
     if torn.lost > 0 {
-        tail.push(Record::Lost(Lost {
+        tail.push(Lost {
             cpu: *cpu,
             count: u64::from(torn.lost),
             at_ts: torn.base_ts,
-        }));
+        });
     }
     (plans, tail)
 }

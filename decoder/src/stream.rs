@@ -14,10 +14,10 @@ use std::collections::VecDeque;
 use klog::wire::{self, SubbufHeader, SUBBUF_HEADER_LEN, SUBBUF_MAGIC};
 
 use crate::cursor::{unzigzag, Cursor, ReadError};
-use crate::metadata::{CallsiteKind, Metadata};
+use crate::metadata::{Callsite, CallsiteKind, Metadata};
 use crate::snapshot::{self, SlotPlan};
 use crate::stats::{Stats, WarningKind};
-use crate::value::{decode_args, Value};
+use crate::value::{check_args, decode_value_ref, Value};
 
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,89 @@ impl Record {
     }
 }
 
+/// An event whose payload borrows the stream's bytes: what [`CpuStream::next_ref`] returns, so
+/// that the fast output path decodes the arguments straight from the frame without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    /// CPU (buffer) it was recorded on.
+    pub cpu: u16,
+    /// Raw timestamp.
+    pub ts_raw: u64,
+    /// Ordinal of the event among the events of its CPU stream.
+    pub seq_in_cpu: u64,
+    /// The callsite (defined: frames of unknown callsites are skipped).
+    pub callsite: &'a Callsite,
+    /// A [`CallsiteKind::Fmt`] event's argument bytes, checked to decode with the callsite's
+    /// types with nothing left over; a [`CallsiteKind::Raw`] record's bytes.
+    pub payload: &'a [u8],
+}
+
+/// One item of a decoded stream, borrowing its bytes (see [`EventRef`]).
+#[derive(Debug, Clone, Copy)]
+pub enum RecordRef<'a> {
+    /// An event or raw record.
+    Event(EventRef<'a>),
+    /// Lost events.
+    Lost(Lost),
+}
+
+impl RecordRef<'_> {
+    /// CPU of the record.
+    #[inline]
+    pub fn cpu(&self) -> u16 {
+        match self {
+            RecordRef::Event(e) => e.cpu,
+            RecordRef::Lost(l) => l.cpu,
+        }
+    }
+
+    /// Raw timestamp of the record.
+    #[inline]
+    pub fn ts_raw(&self) -> u64 {
+        match self {
+            RecordRef::Event(e) => e.ts_raw,
+            RecordRef::Lost(l) => l.at_ts,
+        }
+    }
+
+    /// The owned [`Record`] (decodes the arguments into [`Value`]s).
+    pub fn to_record(&self) -> Record {
+        match self {
+            RecordRef::Lost(l) => Record::Lost(*l),
+            RecordRef::Event(e) => Record::Event(Event {
+                cpu: e.cpu,
+                ts_raw: e.ts_raw,
+                seq_in_cpu: e.seq_in_cpu,
+                callsite: e.callsite.id,
+                payload: e.owned_payload(),
+            }),
+        }
+    }
+}
+
+impl EventRef<'_> {
+    /// The payload as owned values or bytes.
+    pub fn owned_payload(&self) -> Payload {
+        match (self.callsite.kind, &self.callsite.arg_types) {
+            (CallsiteKind::Fmt, Some(types)) => {
+                let mut b = self.payload;
+                let mut values = Vec::with_capacity(types.len());
+                for &ty in types {
+                    // The frame was checked with the same decoder: this does not fail.
+                    let Ok((v, rest)) = decode_value_ref(ty, b) else {
+                        break;
+                    };
+                    values.push(v.to_value());
+                    b = rest;
+                }
+                Payload::Values(values)
+            }
+            (CallsiteKind::Fmt, None) => Payload::Values(Vec::new()),
+            (CallsiteKind::Raw, _) => Payload::Raw(self.payload.to_vec()),
+        }
+    }
+}
+
 /// A sub-buffer header must follow its predecessor's seq by at most this much to be taken for
 /// one (a larger jump is more likely frame bytes that happen to start with the magic).
 pub const MAX_SEQ_GAP: u64 = 1 << 32;
@@ -103,17 +186,47 @@ pub(crate) enum FrameErr {
     Corrupt(String),
 }
 
-/// Decodes the frame at `pos` (which must end by `sub_end`); returns the record, if the frame is
-/// one to report, and where the next frame starts.
-pub(crate) fn decode_frame(
-    meta: &Metadata,
+/// A frame that decoded: its timestamp, callsite and (checked) payload.
+pub(crate) type Frame<'m, 'd> = (u64, &'m Callsite, &'d [u8]);
+
+/// Callsite lookups of the frames of one stream, remembering the last one (consecutive frames
+/// often share one).
+#[derive(Debug)]
+pub(crate) struct Callsites<'m> {
+    meta: &'m Metadata,
+    last: Option<(u64, &'m Callsite)>,
+}
+
+impl<'m> Callsites<'m> {
+    pub(crate) fn new(meta: &'m Metadata) -> Self {
+        Callsites { meta, last: None }
+    }
+
+    #[inline]
+    fn get(&mut self, id: u64) -> Option<&'m Callsite> {
+        match self.last {
+            Some((i, cs)) if i == id => Some(cs),
+            _ => {
+                let cs = self.meta.callsite(id)?;
+                self.last = Some((id, cs));
+                Some(cs)
+            }
+        }
+    }
+}
+
+/// Decodes the frame at `pos` (which must end by `sub_end`); returns the frame, if it is one to
+/// report, and where the next frame starts. The arguments are checked, not copied.
+#[inline]
+pub(crate) fn decode_frame<'m, 'd>(
+    callsites: &mut Callsites<'m>,
     cpu: u16,
-    data: &[u8],
+    data: &'d [u8],
     pos: usize,
     sub_end: usize,
     base_ts: u64,
     stats: &mut Stats,
-) -> Result<(Option<Record>, usize), FrameErr> {
+) -> Result<(Option<Frame<'m, 'd>>, usize), FrameErr> {
     let corrupt = |m: &str| FrameErr::Corrupt(m.to_owned());
     let mut c = Cursor::at(data, pos);
     let len = match c.varint() {
@@ -151,7 +264,7 @@ pub(crate) fn decode_frame(
         return Ok((None, end));
     }
     let off = Some(pos as u64);
-    let Some(cs) = meta.callsite(id) else {
+    let Some(cs) = callsites.get(id) else {
         stats.skipped_frames += 1;
         stats.warn(
             WarningKind::UnknownCallsite,
@@ -176,35 +289,23 @@ pub(crate) fn decode_frame(
         );
         return Ok((None, end));
     }
-    let payload = match want {
-        CallsiteKind::Raw => Payload::Raw(payload.to_vec()),
-        CallsiteKind::Fmt => {
-            let Some(types) = &cs.arg_types else {
-                // Reported once with the definition.
-                stats.skipped_frames += 1;
-                return Ok((None, end));
-            };
-            let (values, rest) = decode_args(types, payload)
-                .map_err(|e| FrameErr::Corrupt(format!("callsite {id}: {e}")))?;
-            if !rest.is_empty() {
+    if want == CallsiteKind::Fmt {
+        let Some(types) = &cs.arg_types else {
+            // Reported once with the definition.
+            stats.skipped_frames += 1;
+            return Ok((None, end));
+        };
+        match check_args(types, payload) {
+            Ok(0) => {}
+            Ok(left) => {
                 return Err(FrameErr::Corrupt(format!(
-                    "callsite {id}: {} bytes after the last argument",
-                    rest.len()
-                )));
+                    "callsite {id}: {left} bytes after the last argument"
+                )))
             }
-            Payload::Values(values)
+            Err(e) => return Err(FrameErr::Corrupt(format!("callsite {id}: {e}"))),
         }
-    };
-    Ok((
-        Some(Record::Event(Event {
-            cpu,
-            ts_raw,
-            seq_in_cpu: 0,
-            callsite: id,
-            payload,
-        })),
-        end,
-    ))
+    }
+    Ok((Some((ts_raw, cs, payload)), end))
 }
 
 /// The current sub-buffer of a `read()` stream.
@@ -232,7 +333,7 @@ struct SnapState {
     next: usize,
     /// Position and end of the slot being walked.
     cur: Option<(usize, usize, u64)>,
-    tail: Vec<Record>,
+    tail: Vec<Lost>,
 }
 
 #[derive(Debug)]
@@ -248,11 +349,12 @@ pub struct CpuStream<'a> {
     data: &'a [u8],
     cpu: u16,
     walk: Walk,
-    pending: VecDeque<Record>,
+    pending: VecDeque<Lost>,
     stats: Stats,
     ordinal: u64,
     last_ts: Option<u64>,
     done: bool,
+    callsites: Callsites<'a>,
 }
 
 impl<'a> CpuStream<'a> {
@@ -303,6 +405,7 @@ impl<'a> CpuStream<'a> {
             ordinal: 0,
             last_ts: None,
             done: false,
+            callsites: Callsites::new(meta),
         }
     }
 
@@ -499,10 +602,11 @@ impl<'a> CpuStream<'a> {
         }
     }
 
-    fn next_read(&mut self) -> Option<Record> {
+    #[inline]
+    fn next_read(&mut self) -> Option<RecordRef<'a>> {
         loop {
-            if let Some(r) = self.pending.pop_front() {
-                return Some(r);
+            if let Some(l) = self.pending.pop_front() {
+                return Some(RecordRef::Lost(l));
             }
             let Walk::Read(st) = &self.walk else {
                 return None;
@@ -602,7 +706,7 @@ impl<'a> CpuStream<'a> {
                 None => usize::MAX,
             };
             match decode_frame(
-                self.meta,
+                &mut self.callsites,
                 self.cpu,
                 self.data,
                 pos,
@@ -610,12 +714,12 @@ impl<'a> CpuStream<'a> {
                 sub.base_ts,
                 &mut self.stats,
             ) {
-                Ok((rec, next)) => {
+                Ok((frame, next)) => {
                     if let Walk::Read(st) = &mut self.walk {
                         st.pos = next;
                     }
-                    if let Some(r) = rec {
-                        return Some(r);
+                    if let Some(f) = frame {
+                        return Some(self.event(f));
                     }
                 }
                 Err(FrameErr::Corrupt(why)) => self.resync(pos, &why, false),
@@ -626,10 +730,10 @@ impl<'a> CpuStream<'a> {
         }
     }
 
-    fn next_snap(&mut self) -> Option<Record> {
+    fn next_snap(&mut self) -> Option<RecordRef<'a>> {
         loop {
-            if let Some(r) = self.pending.pop_front() {
-                return Some(r);
+            if let Some(l) = self.pending.pop_front() {
+                return Some(RecordRef::Lost(l));
             }
             let Walk::Snap(st) = &mut self.walk else {
                 return None;
@@ -652,12 +756,10 @@ impl<'a> CpuStream<'a> {
                         );
                     }
                     None => {
-                        for r in std::mem::take(&mut st.tail) {
-                            if let Record::Lost(l) = &r {
-                                self.stats.lost_records += 1;
-                                self.stats.lost_events += l.count;
-                            }
-                            self.pending.push_back(r);
+                        for l in std::mem::take(&mut st.tail) {
+                            self.stats.lost_records += 1;
+                            self.stats.lost_events += l.count;
+                            self.pending.push_back(l);
                         }
                         self.done = true;
                     }
@@ -669,7 +771,7 @@ impl<'a> CpuStream<'a> {
                 continue;
             }
             let res = decode_frame(
-                self.meta,
+                &mut self.callsites,
                 self.cpu,
                 self.data,
                 pos,
@@ -681,10 +783,10 @@ impl<'a> CpuStream<'a> {
                 return None;
             };
             match res {
-                Ok((rec, next)) => {
+                Ok((frame, next)) => {
                     st.cur = Some((next, end, base));
-                    if let Some(r) = rec {
-                        return Some(r);
+                    if let Some(f) = frame {
+                        return Some(self.event(f));
                     }
                 }
                 Err(e) => {
@@ -706,10 +808,22 @@ impl<'a> CpuStream<'a> {
     }
 }
 
-impl Iterator for CpuStream<'_> {
-    type Item = Record;
+impl<'a> CpuStream<'a> {
+    #[inline(always)]
+    fn event(&self, (ts_raw, callsite, payload): Frame<'a, 'a>) -> RecordRef<'a> {
+        RecordRef::Event(EventRef {
+            cpu: self.cpu,
+            ts_raw,
+            seq_in_cpu: 0,
+            callsite,
+            payload,
+        })
+    }
 
-    fn next(&mut self) -> Option<Record> {
+    /// The next record, borrowing its payload from the stream's bytes (the same records, counters
+    /// and warnings as the [`Iterator`], without decoding the arguments into [`Value`]s).
+    #[inline]
+    pub fn next_ref(&mut self) -> Option<RecordRef<'a>> {
         let mut rec = match self.walk {
             Walk::Read(_) => self.next_read(),
             Walk::Snap(_) => self.next_snap(),
@@ -730,28 +844,122 @@ impl Iterator for CpuStream<'_> {
             }
         }
         self.last_ts = Some(ts);
-        if let Record::Event(e) = &mut rec {
+        if let RecordRef::Event(e) = &mut rec {
             e.seq_in_cpu = self.ordinal;
             self.ordinal += 1;
-            match e.payload {
-                Payload::Values(_) => self.stats.events += 1,
-                Payload::Raw(_) => self.stats.raw_records += 1,
+            match e.callsite.kind {
+                CallsiteKind::Fmt => self.stats.events += 1,
+                CallsiteKind::Raw => self.stats.raw_records += 1,
             }
         }
         Some(rec)
     }
+
+    /// Appends records to `buf` until it holds `max` or the stream ends: what as many
+    /// [`CpuStream::next_ref`] calls return, with the same counters and warnings. The frames of
+    /// the current sub-buffer of a `read()` stream are decoded in a tight loop; anything else (a
+    /// header, a corrupt frame, the end, lost-event records, snapshots) takes `next_ref`.
+    pub fn fill_ref(&mut self, buf: &mut Vec<RecordRef<'a>>, max: usize) {
+        while buf.len() < max {
+            self.fill_frames(buf, max);
+            if buf.len() >= max {
+                break;
+            }
+            match self.next_ref() {
+                Some(r) => buf.push(r),
+                None => break,
+            }
+        }
+    }
+
+    /// The plain frames at the current position of a `read()` stream (the common case of
+    /// `next_read` and `next_ref`, without their per-record dispatch). Stops before a sub-buffer
+    /// header, the end of the data, or a frame that does not decode (an error leaves no trace in
+    /// the statistics, so `next_read` decodes it again and handles it).
+    #[inline]
+    fn fill_frames(&mut self, buf: &mut Vec<RecordRef<'a>>, max: usize) {
+        let ss = self.subbuf_size();
+        let Walk::Read(st) = &mut self.walk else {
+            return;
+        };
+        if self.done || !self.pending.is_empty() {
+            return;
+        }
+        let Some(sub) = st.sub else {
+            return;
+        };
+        let sub_end = match ss {
+            Some(ss) => sub.start.saturating_add(ss),
+            None => usize::MAX,
+        };
+        let data = self.data;
+        let mut pos = st.pos;
+        while buf.len() < max && pos < data.len() && !data[pos..].starts_with(&SUBBUF_MAGIC) {
+            let Ok((frame, next)) = decode_frame(
+                &mut self.callsites,
+                self.cpu,
+                data,
+                pos,
+                sub_end,
+                sub.base_ts,
+                &mut self.stats,
+            ) else {
+                break;
+            };
+            pos = next;
+            let Some((ts_raw, callsite, payload)) = frame else {
+                continue;
+            };
+            if let Some(last) = self.last_ts {
+                if ts_raw < last {
+                    self.stats.warn(
+                        WarningKind::TimeBackwards,
+                        Some(self.cpu),
+                        None,
+                        format_args!(
+                            "timestamp goes back by {} ticks (after event {})",
+                            last - ts_raw,
+                            self.ordinal
+                        ),
+                    );
+                }
+            }
+            self.last_ts = Some(ts_raw);
+            match callsite.kind {
+                CallsiteKind::Fmt => self.stats.events += 1,
+                CallsiteKind::Raw => self.stats.raw_records += 1,
+            }
+            buf.push(RecordRef::Event(EventRef {
+                cpu: self.cpu,
+                ts_raw,
+                seq_in_cpu: self.ordinal,
+                callsite,
+                payload,
+            }));
+            self.ordinal += 1;
+        }
+        st.pos = pos;
+    }
+}
+
+impl Iterator for CpuStream<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        self.next_ref().map(|r| r.to_record())
+    }
 }
 
 /// Reports the `lost` count of a sub-buffer header (if any) as a record and in the statistics.
-fn push_lost(stats: &mut Stats, pending: &mut VecDeque<Record>, cpu: u16, lost: u32, at_ts: u64) {
+fn push_lost(stats: &mut Stats, pending: &mut VecDeque<Lost>, cpu: u16, lost: u32, at_ts: u64) {
     if lost > 0 {
         stats.lost_records += 1;
         stats.lost_events += u64::from(lost);
-        pending.push_back(Record::Lost(Lost {
+        pending.push_back(Lost {
             cpu,
             count: u64::from(lost),
             at_ts,
-        }));
+        });
     }
 }
 
@@ -948,7 +1156,7 @@ impl LiveStream {
             }
             let pos = self.pos;
             match decode_frame(
-                meta,
+                &mut Callsites::new(meta),
                 self.cpu,
                 &self.buf,
                 pos,
@@ -956,10 +1164,19 @@ impl LiveStream {
                 base_ts,
                 &mut self.stats,
             ) {
-                Ok((rec, next)) => {
+                Ok((frame, next)) => {
                     self.pos = next;
-                    let Some(mut rec) = rec else { continue };
-                    let ts = rec.ts_raw();
+                    let Some((ts, callsite, payload)) = frame else {
+                        continue;
+                    };
+                    let mut rec = RecordRef::Event(EventRef {
+                        cpu: self.cpu,
+                        ts_raw: ts,
+                        seq_in_cpu: 0,
+                        callsite,
+                        payload,
+                    })
+                    .to_record();
                     if self.last_ts.is_some_and(|l| ts < l) {
                         self.stats.warn(
                             WarningKind::TimeBackwards,

@@ -154,3 +154,172 @@ pub fn format_seconds(out: &mut String, ns: i128) {
     }
     crate::render::push_ascii(out, &buf[i..]);
 }
+
+/// `floor(d * mul / div)` as `quot * div + rem == d * mul` for `raw >= raw0`.
+#[derive(Debug, Clone, Copy)]
+struct Lin {
+    raw0: u64,
+    base: i128,
+    mul: u64,
+    div: u64,
+    /// `floor(2^64 / div)` (0 when `div` is 1): an estimate of `t / div` is `t * inv >> 64`.
+    inv: u64,
+}
+
+/// [`ClockConv::to_ns`] with the same results, faster for raw values that mostly increase (a
+/// merged trace): the quotient of the previous value is carried forward, so that a small step
+/// costs a multiply and a short correction instead of a 128-bit division. Anything else (raw
+/// values before the first clock record, steps back, a reversed clock) takes `to_ns`.
+#[derive(Debug, Clone)]
+pub struct FastClock {
+    conv: ClockConv,
+    lin: Option<Lin>,
+    /// The last raw value converted incrementally, with its quotient and remainder.
+    last: Option<(u64, u128, u64)>,
+}
+
+impl FastClock {
+    /// A converter for `conv`.
+    pub fn new(conv: ClockConv) -> FastClock {
+        let lin = match conv.map {
+            Map::Identity => None,
+            Map::Rate { raw0, mono0, tps } => Some((raw0, mono0, 1_000_000_000, tps.max(1))),
+            Map::Line {
+                raw0,
+                mono0,
+                raw1,
+                mono1,
+            } if raw1 > raw0 && mono1 > mono0 => Some((raw0, mono0, mono1 - mono0, raw1 - raw0)),
+            Map::Line { .. } => None,
+        }
+        .map(|(raw0, mono0, mul, div)| Lin {
+            raw0,
+            base: i128::from(mono0),
+            mul,
+            div,
+            inv: if div == 1 {
+                0
+            } else {
+                ((1u128 << 64) / u128::from(div)) as u64
+            },
+        });
+        FastClock {
+            conv,
+            lin,
+            last: None,
+        }
+    }
+
+    /// Nanoseconds of `CLOCK_MONOTONIC` for a raw value: exactly [`ClockConv::to_ns`].
+    #[inline]
+    pub fn to_ns(&mut self, raw: u64) -> i128 {
+        let Some(l) = self.lin else {
+            return self.conv.to_ns(raw);
+        };
+        if raw < l.raw0 {
+            return self.conv.to_ns(raw);
+        }
+        if l.mul == l.div {
+            return l.base + i128::from(raw - l.raw0);
+        }
+        let (q, r) = match self.last {
+            Some((last, q, r)) if raw >= last => {
+                // (raw - raw0) * mul = q * div + r + (raw - last) * mul.
+                let t = u128::from(r) + u128::from(raw - last) * u128::from(l.mul);
+                match u64::try_from(t) {
+                    Ok(t) => {
+                        let (dq, dr) = div_small(t, l.div, l.inv);
+                        (q + u128::from(dq), dr)
+                    }
+                    Err(_) => full(l, raw),
+                }
+            }
+            _ => full(l, raw),
+        };
+        self.last = Some((raw, q, r));
+        match i128::try_from(q) {
+            Ok(q) => l.base.saturating_add(q),
+            Err(_) => self.conv.to_ns(raw),
+        }
+    }
+}
+
+#[cold]
+fn full(l: Lin, raw: u64) -> (u128, u64) {
+    let p = u128::from(raw - l.raw0) * u128::from(l.mul);
+    let d = u128::from(l.div);
+    (p / d, (p % d) as u64)
+}
+
+/// `(t / div, t % div)` with the reciprocal `inv` of [`Lin`].
+#[inline(always)]
+fn div_small(t: u64, div: u64, inv: u64) -> (u64, u64) {
+    if div == 1 {
+        return (t, 0);
+    }
+    // inv <= 2^64 / div, so the estimate is at most t / div and short of it by less than 2.
+    let mut q = ((u128::from(t) * u128::from(inv)) >> 64) as u64;
+    let mut r = t - q * div;
+    while r >= div {
+        q += 1;
+        r -= div;
+    }
+    (q, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rng(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn fast_clock_is_exact() {
+        let rec = |raw, mono_ns, ticks_per_sec| ClockRecord {
+            source: ClockSource::Tsc,
+            raw,
+            mono_ns,
+            ticks_per_sec,
+        };
+        let sets: Vec<Vec<ClockRecord>> = vec![
+            vec![],
+            vec![rec(1000, 5000, 1_000_000_000)],
+            vec![rec(1000, 5000, 2_400_000_000)],
+            vec![rec(1000, 5000, 3)],
+            vec![rec(1000, 5000, 0), rec(900_000_000_000, 8_000_000_000, 0)],
+            vec![
+                rec(4_786_069_938_693, 1_000, 2_419_200_000),
+                rec(4_996_069_938_693, 87_000_000_000, 2_419_200_000),
+            ],
+            vec![rec(10, 10, 1), rec(u64::MAX - 5, u64::MAX - 100, 1)],
+            vec![rec(1000, 9000, 1), rec(5000, 3000, 1)],
+            vec![rec(5000, 3000, 1), rec(1000, 9000, 1)],
+            vec![rec(1, 1, 1), rec(3, u64::MAX, 1)],
+            vec![rec(100, 100, 7), rec(200, 200, 7)],
+        ];
+        let mut seed = 0x1234_5678_9abc_def1;
+        for clocks in sets {
+            let conv = ClockConv::new(&clocks, &mut Stats::default());
+            let mut fast = FastClock::new(conv);
+            let mut raw = clocks.first().map_or(0, |c| c.raw.saturating_sub(50));
+            for i in 0..20_000u32 {
+                let step = rng(&mut seed);
+                raw = match i % 97 {
+                    0 => step,                          // anywhere
+                    1 => raw.wrapping_sub(step % 1000), // back a little
+                    2 => raw.saturating_add(step >> 8), // far ahead
+                    _ => raw.saturating_add(step % 5000),
+                };
+                assert_eq!(fast.to_ns(raw), conv.to_ns(raw), "{clocks:?} raw {raw}");
+            }
+            for raw in [0, 1, u64::MAX, u64::MAX - 1, 1 << 63] {
+                assert_eq!(fast.to_ns(raw), conv.to_ns(raw), "{clocks:?} raw {raw}");
+            }
+        }
+    }
+}

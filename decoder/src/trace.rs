@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::merge::Merge;
+use crate::merge::{Merge, RefMerge};
 use crate::metadata::{parse_metadata, Metadata};
 use crate::stats::{Stats, WarningKind};
-use crate::stream::{CpuStream, Record};
+use crate::stream::{CpuStream, Record, RecordRef};
 use crate::text::TextFormatter;
 use crate::timestamps::ClockConv;
 
@@ -269,6 +269,21 @@ impl Trace {
         }
     }
 
+    /// [`Trace::records`] as records that borrow their bytes from the streams
+    /// ([`RecordRef`]): the same records in the same order, with the same statistics, without
+    /// an allocation per event.
+    pub fn records_ref(&self) -> RefRecords<'_> {
+        let n = self.streams.len();
+        RefRecords {
+            merge: RefMerge::new(self.cpu_streams()),
+            base: self.stats.clone(),
+            data: self.streams.iter().map(|(_, d)| d).collect(),
+            released: vec![0; n],
+            countdown: RELEASE_EVERY,
+            progress: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// Total bytes of the per-CPU streams.
     pub fn stream_bytes(&self) -> u64 {
         self.streams.iter().map(|(_, d)| d.len() as u64).sum()
@@ -315,56 +330,95 @@ pub struct Records<'a> {
     progress: Arc<AtomicU64>,
 }
 
-impl Records<'_> {
-    /// Statistics so far: the trace's plus every stream's.
-    pub fn stats(&self) -> Stats {
-        let mut s = self.base.clone();
-        for c in self.merge.sources() {
-            s.absorb(c.stats());
-        }
-        s
-    }
+/// The merged records of a [`Trace`], borrowing their bytes ([`Trace::records_ref`]).
+#[derive(Debug)]
+pub struct RefRecords<'a> {
+    merge: RefMerge<'a>,
+    base: Stats,
+    data: Vec<&'a StreamData>,
+    released: Vec<usize>,
+    countdown: u32,
+    progress: Arc<AtomicU64>,
+}
 
-    /// Each stream's counters so far.
-    pub fn per_cpu(&self) -> Vec<CpuSummary> {
-        self.merge
-            .sources()
-            .iter()
-            .zip(&self.data)
-            .map(|(c, d)| CpuSummary {
-                cpu: c.cpu(),
-                bytes: d.len() as u64,
-                stats: c.stats().clone(),
-            })
-            .collect()
-    }
+/// The accessors shared by [`Records`] and [`RefRecords`] (they differ in the merge only).
+macro_rules! records_common {
+    ($t:ident) => {
+        impl $t<'_> {
+            /// Statistics so far: the trace's plus every stream's.
+            pub fn stats(&self) -> Stats {
+                let mut s = self.base.clone();
+                for c in self.merge.sources() {
+                    s.absorb(c.stats());
+                }
+                s
+            }
 
-    /// Bytes of the streams decoded so far (for a progress bar).
-    pub fn bytes_done(&self) -> u64 {
-        self.merge
-            .sources()
-            .iter()
-            .map(|c| c.position() as u64)
-            .sum()
-    }
+            /// Each stream's counters so far.
+            pub fn per_cpu(&self) -> Vec<CpuSummary> {
+                self.merge
+                    .sources()
+                    .iter()
+                    .zip(&self.data)
+                    .map(|(c, d)| CpuSummary {
+                        cpu: c.cpu(),
+                        bytes: d.len() as u64,
+                        stats: c.stats().clone(),
+                    })
+                    .collect()
+            }
 
-    /// A counter of the stream bytes decoded so far, updated every few thousand records while
-    /// the iterator runs (for a progress bar on another handle).
-    pub fn progress(&self) -> Arc<AtomicU64> {
-        self.progress.clone()
-    }
+            /// Bytes of the streams decoded so far (for a progress bar).
+            pub fn bytes_done(&self) -> u64 {
+                self.merge
+                    .sources()
+                    .iter()
+                    .map(|c| c.position() as u64)
+                    .sum()
+            }
 
-    fn release_consumed(&mut self) {
-        self.progress.store(self.bytes_done(), Ordering::Relaxed);
-        for (i, c) in self.merge.sources().iter().enumerate() {
-            // Keep a margin behind the position: a resync never looks back, but the current
-            // sub-buffer's start is still referenced for the size check.
-            let upto = c.position().saturating_sub(4 << 20);
-            if upto > self.released[i] + (4 << 20) {
-                self.data[i].release(self.released[i]..upto);
-                self.released[i] = upto;
+            /// A counter of the stream bytes decoded so far, updated every few thousand records
+            /// while the iterator runs (for a progress bar on another handle).
+            pub fn progress(&self) -> Arc<AtomicU64> {
+                self.progress.clone()
+            }
+
+            fn release_consumed(&mut self) {
+                self.progress.store(self.bytes_done(), Ordering::Relaxed);
+                for (i, c) in self.merge.sources().iter().enumerate() {
+                    // Keep a margin behind the position: a resync never looks back, but the
+                    // current sub-buffer's start is still referenced for the size check. (Pages
+                    // released under a record still being rendered elsewhere fault back in.)
+                    let upto = c.position().saturating_sub(4 << 20);
+                    if upto > self.released[i] + (4 << 20) {
+                        self.data[i].release(self.released[i]..upto);
+                        self.released[i] = upto;
+                    }
+                }
             }
         }
+    };
+}
+
+records_common!(Records);
+records_common!(RefRecords);
+
+impl<'a> RefRecords<'a> {
+    /// The next record in timestamp order.
+    #[inline]
+    pub fn next_ref(&mut self) -> Option<RecordRef<'a>> {
+        self.next_in_place().copied()
+    }
+
+    /// The next record in timestamp order, in place (valid until the next call).
+    #[inline]
+    pub fn next_in_place(&mut self) -> Option<&RecordRef<'a>> {
+        self.countdown -= 1;
+        if self.countdown == 0 {
+            self.countdown = RELEASE_EVERY;
+            self.release_consumed();
+        }
+        self.merge.next_in_place()
     }
 }
 
