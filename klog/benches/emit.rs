@@ -34,7 +34,8 @@
 //!   linker keeps them as ordinary read-only data and the id is the low 16 bits of the address.
 //!   The ids are therefore meaningless for a decoder, but the encoding work is exactly the same.
 //!
-//! Threads are not pinned. Setup (thread start, touching a thread-local ring) is not timed.
+//! Threads are not pinned, unless `KLOG_BENCH_PIN` is set (thread t on CPU t). Setup (thread
+//! start, touching a thread-local ring) is not timed.
 
 #[path = "../../relay/benches/common/mod.rs"]
 mod common;
@@ -248,6 +249,9 @@ fn run<W: Fn(u64) + Sync>(threads: usize, iters: u64, work: &W) -> Call {
                     let share = iters / threads as u64 + u64::from(t < iters % threads as u64);
                     let (barrier, timed) = (&barrier, &timed);
                     s.spawn(move || {
+                        if std::env::var_os("KLOG_BENCH_PIN").is_some() {
+                            pin_to_cpu(t as usize);
+                        }
                         prepare_thread();
                         barrier.wait();
                         timed(share)
@@ -269,6 +273,18 @@ fn run<W: Fn(u64) + Sync>(threads: usize, iters: u64, work: &W) -> Call {
         wall: end - start,
         cpu: spans.iter().map(|s| s.2).sum(),
         ns_per_event_thread: per_thread,
+    }
+}
+
+/// Pins the calling thread to CPU `cpu` (with `KLOG_BENCH_PIN` set: separates migrations
+/// between the per-CPU buffers from the cost of running in parallel).
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: `set` is a plain bit set on the stack; sched_setaffinity(0, ..) affects only the
+    // calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
