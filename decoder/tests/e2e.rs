@@ -195,3 +195,87 @@ fn mmap_snapshot_of_a_real_overwrite_channel() {
     assert_eq!(live_r.stats.total_warnings(), 1, "{}", live_r.stats);
     h.finish();
 }
+
+/// `Arg` impls whose `MAX_LEN` or `encoded_len` understate the encoding: such an event is not
+/// written (nothing outside the reserved room is touched, no half frame is published) and is
+/// counted as lost; the events before and after it decode, and the trace shows the loss.
+#[test]
+fn understated_argument_sizes_lose_the_event_not_the_stream() {
+    /// Claims at most 2 bytes (short-frame path), writes 101.
+    struct ShortLiar(u8);
+    impl klog::Arg for ShortLiar {
+        const TYPE: klog::ArgType = klog::ArgType::Bytes;
+        const MAX_LEN: usize = 2;
+        fn encoded_len(&self) -> usize {
+            2
+        }
+        fn encode(&self, w: &mut klog::arg::Writer<'_>) {
+            w.varint64(100);
+            w.bytes(&[self.0; 100]);
+        }
+    }
+    /// Unbounded and claims 200 bytes (general path), writes 2: a length prefix that would
+    /// frame 198 stray bytes.
+    struct LongLiar(u8);
+    impl klog::Arg for LongLiar {
+        const TYPE: klog::ArgType = klog::ArgType::Bytes;
+        fn encoded_len(&self) -> usize {
+            200
+        }
+        fn encode(&self, w: &mut klog::arg::Writer<'_>) {
+            w.varint64(1);
+            w.byte(self.0);
+        }
+    }
+    impl std::fmt::Display for ShortLiar {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}", self.0)
+        }
+    }
+    impl std::fmt::Display for LongLiar {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}", self.0)
+        }
+    }
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let live = TempDir::new("e2e-liar");
+    let out = TempDir::new("e2e-liar-out");
+    let cfg = RelayConfig {
+        subbuf_size: 4096,
+        n_subbufs: 4,
+        global: true,
+        ..RelayConfig::new(live.path())
+    };
+    let h = Arc::new(RelayHandler::open(&cfg).unwrap());
+    klog::register(h.clone()).unwrap();
+    klog!("before {}", 1u32);
+    klog!("short liar {}", ShortLiar(7));
+    klog!("middle {}", 2u32);
+    klog!("long liar {}", LongLiar(8));
+    klog!("after {}", 3u32);
+    assert!(klog::unregister().is_some());
+    let hs = h.finish();
+    assert_eq!(hs.frames, [3]);
+    assert_eq!(hs.lost, [2]);
+    relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
+        .unwrap()
+        .run(&AtomicBool::new(true))
+        .unwrap();
+    std::fs::copy(live.path().join("metadata"), out.path().join("metadata")).unwrap();
+    let r = decode_dir(out.path(), &Options::default()).unwrap();
+    assert_eq!(r.stats.total_warnings(), 0, "{}", r.stats);
+    let lines: Vec<String> = r
+        .text_lines(false)
+        .iter()
+        .map(|l| l[l.find("] ").unwrap() + 2..].to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "cpu0 INFO  e2e: before 1",
+            "cpu0 INFO  e2e: middle 2",
+            "cpu0 INFO  e2e: after 3",
+            "[cpu0: 2 events lost]",
+        ]
+    );
+}

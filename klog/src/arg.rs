@@ -1,8 +1,9 @@
 //! Argument encoding: postcard's wire format, written straight into the relay buffer.
 //!
-//! Every [`Arg`] knows its exact encoded length before encoding (`encoded_len`), so an event's
-//! frame size is computed first and its bytes are then written in one pass into the reserved
-//! slot — no staging copy. See `docs/FORMAT.md` ("Argument encoding").
+//! Every [`Arg`] knows its exact encoded length before encoding (`encoded_len`) and, for the
+//! fixed-size types, a compile-time bound (`MAX_LEN`), so an event's room is known before it is
+//! reserved and its bytes are then written in one pass into the reserved slot — no staging
+//! copy. See `docs/FORMAT.md` ("Argument encoding").
 
 /// Type tags stored with a callsite definition (docs/FORMAT.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,19 +93,25 @@ pub const fn zigzag64(v: i64) -> u64 {
 ///
 /// # Invariants
 ///
-/// `pos <= buf.len()`. Writers check the length they were promised (`encoded_len`) was
-/// reserved; a write that would overflow is truncated rather than panicking, and the frame is
-/// then marked bad by its length field.
+/// `pos <= buf.len()`. A write that does not fit (an `Arg` whose `encoded_len` or `MAX_LEN`
+/// understates its encoding) is dropped rather than written out of bounds or panicking, and
+/// the writer remembers it ([`Writer::overflowed`]): the relay handler then commits nothing and
+/// counts the event as lost.
 pub struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
+    overflowed: bool,
 }
 
 impl<'a> Writer<'a> {
     /// A cursor at the start of `buf`.
     #[inline(always)]
     pub fn new(buf: &'a mut [u8]) -> Self {
-        Writer { buf, pos: 0 }
+        Writer {
+            buf,
+            pos: 0,
+            overflowed: false,
+        }
     }
 
     /// Bytes written so far.
@@ -113,12 +120,20 @@ impl<'a> Writer<'a> {
         self.pos
     }
 
+    /// Whether a write did not fit (the bytes so far are then not a valid encoding).
+    #[inline(always)]
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
     /// Appends one byte.
     #[inline(always)]
     pub fn byte(&mut self, b: u8) {
         if let Some(slot) = self.buf.get_mut(self.pos) {
             *slot = b;
             self.pos += 1;
+        } else {
+            self.overflowed = true;
         }
     }
 
@@ -129,6 +144,8 @@ impl<'a> Writer<'a> {
         if let Some(dst) = self.buf.get_mut(self.pos..end) {
             dst.copy_from_slice(b);
             self.pos = end;
+        } else {
+            self.overflowed = true;
         }
     }
 
@@ -207,7 +224,8 @@ pub trait Arg {
     /// there is none (strings, byte slices, user types by default). Events whose arguments are
     /// all bounded get their frame's length prefix written after the body instead of computed
     /// before it (see `RelayHandler`), which keeps the encoding off the timestamp's critical
-    /// path.
+    /// path. A user type may set it only if no value encodes longer: an event whose arguments
+    /// exceed it is not written (nothing out of bounds) and is counted as lost.
     const MAX_LEN: usize = usize::MAX;
     /// Exact number of bytes [`Arg::encode`] writes.
     fn encoded_len(&self) -> usize;

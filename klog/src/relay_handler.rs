@@ -384,24 +384,31 @@ impl RelayHandler {
         let ts = cb.clock.now();
         // The body: head (at most 5 bytes for a u32 callsite id), delta (at most 10), args.
         let max = 1 + 5 + 10 + args_max;
+        let mut cut = false;
         // SAFETY: the dispatcher holds emit slot `slot`, which serialises every writer of
         // buffer `slot` (all of this handler's writes go through slots).
         let ok = unsafe {
             self.chan.write_with_max_unlocked(slot, max, |buf| {
                 let Some((len, body)) = buf.split_first_mut() else {
+                    cut = true;
                     return 0;
                 };
                 let mut w = Writer::new(body);
                 w.varint64(head);
                 w.varint64(delta_since(ts, lane));
                 encode(&mut w);
+                if w.overflowed() {
+                    // An argument type understated its size: publish nothing.
+                    cut = true;
+                    return 0;
+                }
                 let n = w.pos();
                 // n < 128: a one-byte varint.
                 *len = n as u8;
                 n + 1
             })
         };
-        lane.count(ok);
+        lane.count(ok && !cut);
     }
 
     #[inline(always)]
@@ -417,6 +424,7 @@ impl RelayHandler {
             return;
         };
         let max = 5 + varint_len64(head) + 10 + payload;
+        let mut cut = false;
         // SAFETY: the dispatcher holds emit slot `slot`, which serialises every writer of
         // buffer `slot` (all of this handler's writes go through slots).
         let ok = unsafe {
@@ -428,10 +436,16 @@ impl RelayHandler {
                 w.varint64(head);
                 w.varint64(delta);
                 encode(&mut w);
+                if w.overflowed() || w.pos() != varint_len64(body as u64) + body {
+                    // `encoded_len` disagreed with `encode`: the length prefix would be wrong,
+                    // so publish nothing.
+                    cut = true;
+                    return 0;
+                }
                 w.pos()
             })
         };
-        lane.count(ok);
+        lane.count(ok && !cut);
     }
 
     /// Flushes every buffer (under the emit slots, so it is safe while registered).

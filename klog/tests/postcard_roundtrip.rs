@@ -108,8 +108,11 @@ fn golden_bytes() {
 fn writer_never_overflows() {
     let mut buf = [0u8; 3];
     let mut w = Writer::new(&mut buf);
+    300u16.encode(&mut w);
+    assert!(!w.overflowed(), "a fitting write is not an overflow");
     "a longer string".encode(&mut w);
     assert!(w.pos() <= 3);
+    assert!(w.overflowed(), "the handler learns that the encoding is incomplete");
     u64::MAX.encode(&mut w);
     assert!(w.pos() <= 3);
 }
