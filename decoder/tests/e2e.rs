@@ -13,6 +13,17 @@ use klog_decode::{
     decode_bytes, decode_dir, decode_to_text, Options, Payload, Record, Value, WarningKind,
 };
 
+/// Records the live trace in `live` as a user would (drain every buffer into `out`, copy the
+/// metadata) and decodes the recording.
+fn record_and_decode(live: &TempDir, out: &TempDir) -> klog_decode::Report {
+    relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
+        .unwrap()
+        .run(&AtomicBool::new(true))
+        .unwrap();
+    std::fs::copy(live.path().join("metadata"), out.path().join("metadata")).unwrap();
+    decode_dir(out.path(), &Options::default()).unwrap()
+}
+
 /// The dispatcher is process-global: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -73,14 +84,7 @@ fn klog_statements_decode_to_their_format_output() {
     let hs = h.finish();
     assert_eq!(hs.lost.iter().sum::<u64>(), 0);
 
-    // Record the trace as a user would: drain every buffer, copy the metadata.
-    relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
-        .unwrap()
-        .run(&AtomicBool::new(true))
-        .unwrap();
-    std::fs::copy(live.path().join("metadata"), out.path().join("metadata")).unwrap();
-
-    let r = decode_dir(out.path(), &Options::default()).unwrap();
+    let r = record_and_decode(&live, &out);
     assert_eq!(r.stats.total_warnings(), 0, "{}", r.stats);
     assert_eq!(r.stats.events, u64::from(2 * N));
     assert_eq!(r.stats.raw_records, 3);
@@ -257,12 +261,7 @@ fn understated_argument_sizes_lose_the_event_not_the_stream() {
     let hs = h.finish();
     assert_eq!(hs.frames, [3]);
     assert_eq!(hs.lost, [2]);
-    relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
-        .unwrap()
-        .run(&AtomicBool::new(true))
-        .unwrap();
-    std::fs::copy(live.path().join("metadata"), out.path().join("metadata")).unwrap();
-    let r = decode_dir(out.path(), &Options::default()).unwrap();
+    let r = record_and_decode(&live, &out);
     assert_eq!(r.stats.total_warnings(), 0, "{}", r.stats);
     let lines: Vec<String> = r
         .text_lines(false)

@@ -112,7 +112,10 @@ fn writer_never_overflows() {
     assert!(!w.overflowed(), "a fitting write is not an overflow");
     "a longer string".encode(&mut w);
     assert!(w.pos() <= 3);
-    assert!(w.overflowed(), "the handler learns that the encoding is incomplete");
+    assert!(
+        w.overflowed(),
+        "the handler learns that the encoding is incomplete"
+    );
     u64::MAX.encode(&mut w);
     assert!(w.pos() <= 3);
 }
