@@ -193,8 +193,7 @@ fn hand_off(c: Option<KBox<Conn>>) {
     let new = c.map_or(core::ptr::null_mut(), KBox::into_raw);
     let old = HANDOFF.swap(new, Ordering::AcqRel);
     if !old.is_null() {
-        // SAFETY: every pointer in the slot came from KBox::into_raw, and the swap gave this
-        // one to us alone.
+        // SAFETY: slot pointers come from KBox::into_raw; the swap gave this one to us alone.
         free_conn(unsafe { KBox::from_raw(old) });
     }
 }
@@ -355,8 +354,8 @@ impl kernel::Module for Kleak {
 
 impl Drop for Kleak {
     fn drop(&mut self) {
-        // SAFETY: removes the files (no run can be in progress: an open control file pins the
-        // module) and stops the timer.
+        // No run can be in progress: an open control file pins the module.
+        // SAFETY: removes the files and stops the timer; nothing uses them afterwards.
         unsafe { kl_glue_exit() };
         kl_run_done();
         release_parked();

@@ -122,8 +122,8 @@ struct State {
 static STATE: AtomicPtr<State> = AtomicPtr::new(ptr::null_mut());
 
 fn state() -> Option<&'static State> {
-    // SAFETY: STATE is null or a leaked KBox freed only at unload, after every writer stopped
-    // and the control files were removed.
+    // STATE is freed only at unload, after every writer stopped and the files were removed.
+    // SAFETY: STATE is null or a live leaked KBox (see above).
     unsafe { STATE.load(Ordering::Acquire).as_ref() }
 }
 
@@ -281,8 +281,8 @@ fn drop_state() {
 
 impl Drop for ReserveExample {
     fn drop(&mut self) {
-        // SAFETY: removes the control files (an open one pins the module, so no run is in
-        // progress) and cancels the timer.
+        // An open control file pins the module, so no run is in progress.
+        // SAFETY: removes the control files and cancels the timer; nothing uses them afterwards.
         unsafe { sys::rx_glue_exit() };
         drop_state();
     }

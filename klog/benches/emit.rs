@@ -279,8 +279,7 @@ fn run<W: Fn(u64) + Sync>(threads: usize, iters: u64, work: &W) -> Call {
 /// Pins the calling thread to CPU `cpu` (with `KLOG_BENCH_PIN` set: separates migrations
 /// between the per-CPU buffers from the cost of running in parallel).
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: `set` is a plain bit set on the stack; sched_setaffinity(0, ..) affects only the
-    // calling thread.
+    // SAFETY: `set` is a plain bit set; sched_setaffinity(0, ..) affects the calling thread only.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);

@@ -388,8 +388,9 @@ pub fn unlink_where(mut pred: impl FnMut(*const Callsite) -> bool) {
             if p.is_null() {
                 break;
             }
-            // SAFETY: only `&'static Callsite`s of loaded modules are linked (this runs before
-            // a module's memory goes away).
+            // This runs before a module's memory goes away.
+            // This runs before a module's memory goes away.
+            // SAFETY: only `&'static Callsite`s of loaded modules are linked.
             let cs: &'static Callsite = unsafe { &*p };
             if pred(p) {
                 link.store(cs.next.load(Ordering::Relaxed), Ordering::Release);

@@ -385,8 +385,8 @@ impl RelayHandler {
         // The body: head (at most 5 bytes for a u32 callsite id), delta (at most 10), args.
         let max = 1 + 5 + 10 + args_max;
         let mut cut = false;
-        // SAFETY: the dispatcher holds emit slot `slot`, which serialises every writer of
-        // buffer `slot` (all of this handler's writes go through slots).
+        // All of this handler's writes to buffer `slot` go through emit slot `slot`.
+        // SAFETY: the dispatcher holds that slot: this is buffer `slot`'s only writer.
         let ok = unsafe {
             self.chan.write_with_max_unlocked(slot, max, |buf| {
                 let Some((len, body)) = buf.split_first_mut() else {
@@ -425,8 +425,8 @@ impl RelayHandler {
         };
         let max = 5 + varint_len64(head) + 10 + payload;
         let mut cut = false;
-        // SAFETY: the dispatcher holds emit slot `slot`, which serialises every writer of
-        // buffer `slot` (all of this handler's writes go through slots).
+        // All of this handler's writes to buffer `slot` go through emit slot `slot`.
+        // SAFETY: the dispatcher holds that slot: this is buffer `slot`'s only writer.
         let ok = unsafe {
             self.chan.write_with_max_unlocked(slot, max, |buf| {
                 let delta = delta_since(cb.clock.now(), lane);

@@ -96,8 +96,8 @@ fn log_free(p: *mut u8, size: usize) {
 /// The system allocator, with every allocation and free logged.
 struct Traced;
 
-// SAFETY: every method forwards to `System` with the caller's arguments; logging neither
-// touches the blocks nor unwinds.
+// Logging neither touches the blocks nor unwinds.
+// SAFETY: every method forwards to `System` with the caller's arguments.
 unsafe impl GlobalAlloc for Traced {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract for `alloc`.

@@ -76,8 +76,9 @@ static GEN: AtomicU32 = AtomicU32::new(0);
 ///
 /// `cs` points to a static `Callsite` of a loaded module (same `#[repr(C)]` layout).
 pub unsafe extern "C" fn klog_register_callsite(cs: *const c_void) -> bool {
-    // SAFETY: clients pass their static callsites (same #[repr(C)] layout, same sources); the
-    // module notifier unlinks them before their module's memory goes away.
+    // The module notifier unlinks callsites before their module's memory goes away.
+    // The module notifier unlinks callsites before their module's memory goes away.
+    // SAFETY: clients pass their static callsites (same #[repr(C)] layout, same sources).
     callsite::register_callsite(unsafe { &*cs.cast::<Callsite>() })
 }
 
@@ -95,12 +96,12 @@ pub unsafe extern "C" fn klog_emit(
     types: *const u8,
     n_types: usize,
 ) {
-    // SAFETY: save/restore pair. Interrupts off make this an RCU read-side section (see
-    // klog_unregister_handler) and give the handler writer exclusivity on this CPU.
+    // Interrupts off make this an RCU read-side section (see klog_unregister_handler) and give
+    // the handler writer exclusivity on this CPU.
+    // SAFETY: paired with the klog_irq_restore below.
     let flags = unsafe { klog_irq_save() };
     let h = HANDLER.load(Ordering::Acquire);
-    // SAFETY: a published handler stays valid until an RCU grace period after it was
-    // unpublished, and we are inside a read-side section.
+    // SAFETY: a handler stays valid until a grace period after unpublishing; we are in a reader.
     if let Some(hr) = unsafe { h.as_ref() } {
         if let Some(emit) = hr.emit {
             // SAFETY: the handler's contract (klog_core.h); arguments forwarded from the client.
@@ -120,8 +121,8 @@ pub unsafe extern "C" fn klog_register_handler(h: *mut KlogHandler) -> c_int {
     if h.is_null() {
         return -22;
     }
-    // SAFETY: the handler module passes its static handler; the generation is set before the
-    // handler is published.
+    // The generation is set before the handler is published.
+    // SAFETY: the handler module passes its static handler, not yet visible to emitters.
     unsafe { (*h).gen = GEN.fetch_add(1, Ordering::Relaxed).wrapping_add(1) };
     if HANDLER
         .compare_exchange(ptr::null_mut(), h, Ordering::AcqRel, Ordering::Relaxed)

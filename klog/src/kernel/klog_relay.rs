@@ -162,8 +162,8 @@ fn define(cs: &Callsite, gen: u32, types: &[u8]) -> bool {
         len: 0,
         overflow: false,
     };
-    // SAFETY: the metadata lock (interrupts off) serialises definitions with each other; the
-    // record is a valid buffer of `o.len` bytes.
+    // The metadata lock (interrupts off) serialises definitions with each other.
+    // SAFETY: the record is a valid buffer of `o.len` bytes.
     unsafe {
         let f = sys::klr_meta_lock();
         let mut ok = cs.is_defined(gen);
@@ -207,8 +207,9 @@ unsafe extern "C" fn handler_emit(
     types: *const u8,
     n_types: usize,
 ) {
-    // SAFETY: klog_core only calls a registered handler, i.e. while STATE is set (it is set
-    // before registration and cleared after unregistration's grace period).
+    // klog_core only calls a registered handler: STATE is set before registration and cleared
+    // after unregistration's grace period.
+    // SAFETY: so STATE is valid for this call.
     let Some(st) = (unsafe { STATE.load(Ordering::Acquire).as_ref() }) else {
         return;
     };
@@ -264,9 +265,9 @@ unsafe extern "C" fn handler_emit(
 /// relay_glue.c's `flush` file: completes every CPU's current sub-buffer (process context).
 #[no_mangle]
 pub extern "C" fn klr_flush() {
-    // SAFETY: STATE is set before the `flush` file is created and freed only after the file
-    // was removed (klr_flush_exit waits for writes in progress), so a non-null pointer is valid
-    // for this call.
+    // STATE is set before the `flush` file is created and freed only after the file was removed
+    // (klr_flush_exit waits for writes in progress).
+    // SAFETY: so a non-null STATE is valid for this call.
     if let Some(st) = unsafe { STATE.load(Ordering::Acquire).as_ref() } {
         st.chan.flush();
     }
@@ -333,8 +334,8 @@ impl kernel::Module for KlogRelay {
             }
         };
         STATE.store(KBox::into_raw(st), Ordering::Release);
-        // SAFETY: HANDLER is only touched here, in Drop and by klog_core (its `gen` field,
-        // before publishing); the handler is ready (STATE set).
+        // HANDLER is only touched here, in Drop and by klog_core (its `gen`, before publishing).
+        // SAFETY: the handler is ready (STATE is set) and HANDLER is not aliased mutably.
         let r = unsafe { sys::klog_register_handler(ptr::addr_of_mut!(HANDLER)) };
         if r != 0 {
             let st = STATE.swap(ptr::null_mut(), Ordering::AcqRel);
@@ -362,16 +363,15 @@ impl kernel::Module for KlogRelay {
 
 impl Drop for KlogRelay {
     fn drop(&mut self) {
-        // SAFETY: removes the `flush` file and waits for writes in progress: nothing else
-        // reaches STATE from user space afterwards.
+        // SAFETY: removes the `flush` file and waits for its writes: none reaches STATE afterwards.
         unsafe { sys::klr_flush_exit() };
         // SAFETY: after this returns no CPU is inside handler_emit (RCU grace period).
         unsafe { sys::klog_unregister_handler(ptr::addr_of_mut!(HANDLER)) };
         clock_record();
         let st = STATE.swap(ptr::null_mut(), Ordering::AcqRel);
         if !st.is_null() {
-            // SAFETY: unpublished above and nobody can be inside the handler any more; the
-            // channel is flushed (readers see the last sub-buffer complete) and closed by drop.
+            // The channel is flushed (readers see the last sub-buffer complete) and closed by drop.
+            // SAFETY: unpublished above, and no context can be inside the handler any more.
             let st = unsafe { KBox::from_raw(st) };
             st.chan.flush();
             drop(st);

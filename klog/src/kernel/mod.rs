@@ -100,8 +100,8 @@ pub mod __private {
         let mut types = [0u8; MAX_ARGS];
         args.types(&mut types);
         let len = args.encoded_len();
-        // SAFETY: `cs` is static; `encode_args::<A>` reads `args` (alive across the call) and
-        // writes exactly `len` bytes (`encoded_len` is exact).
+        // `encode_args::<A>` reads `args` (alive across the call) and writes exactly `len` bytes.
+        // SAFETY: `cs` is static and `len` is `args`' exact encoded length.
         unsafe {
             klog_emit(
                 cs,
@@ -119,8 +119,7 @@ pub mod __private {
     ///
     /// Called by the handler during `klog_emit`: `ctx` is the value `emit` passed and `out` has `len` writable bytes.
     unsafe extern "C" fn encode_raw(ctx: *const c_void, out: *mut u8, len: usize) {
-        // SAFETY: `ctx` is the `&[u8]` of `emit_raw` (alive for the call), `len` its length;
-        // the slot has `len` writable bytes.
+        // SAFETY: `ctx` is `emit_raw`'s `&[u8]` (alive for the call) and `len` its length.
         unsafe {
             let bytes = &*ctx.cast::<&[u8]>();
             core::ptr::copy_nonoverlapping(bytes.as_ptr(), out, len.min(bytes.len()));

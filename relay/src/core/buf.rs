@@ -515,9 +515,9 @@ impl Buf {
         let Some(pos) = self.place(env, max) else {
             return false;
         };
-        // SAFETY: `place` returned a position with `max` free bytes inside the current
-        // sub-buffer, inside the data region; writer exclusivity means nobody else writes there
-        // and readers only read below the published offset, which moves only in `commit`.
+        // Writer exclusivity: nobody else writes there; readers only read below the published
+        // offset, which moves only in `commit`.
+        // SAFETY: `place` returned `max` free bytes in the current sub-buffer, in the data region.
         let slot = unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr().add(pos), max) };
         let used = fill(slot).min(max);
         self.commit(used);

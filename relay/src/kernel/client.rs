@@ -293,15 +293,15 @@ impl<T: Callbacks> Channel<T> {
             slot: *mut c_void,
             max: usize,
         ) -> usize {
-            // SAFETY: `ctx` is the `fill` below, alive for the call; rsrelay passes a slot of
-            // `max` writable bytes that only this writer touches until it returns.
+            // rsrelay passes a slot of `max` writable bytes, only this writer's until it returns.
+            // SAFETY: `ctx` is the `fill` below, alive for the call.
             unsafe {
                 let f = &mut *ctx.cast::<F>();
                 f(core::slice::from_raw_parts_mut(slot.cast::<u8>(), max)).min(max)
             }
         }
-        // SAFETY: open channel; `tr::<F>` matches the expected signature and `fill` outlives
-        // the synchronous call; the interrupt rule of `entry` is the caller's.
+        // The interrupt rule of `entry` is the caller's.
+        // SAFETY: open channel; `tr::<F>` has the expected signature; `fill` outlives the call.
         unsafe {
             entry(
                 self.raw.as_ptr(),

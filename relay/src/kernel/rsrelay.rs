@@ -646,8 +646,8 @@ pub unsafe extern "C" fn rsr_write_with_cpu(
         return false;
     };
     let run = || {
-        // SAFETY: writer exclusivity (interrupts off on the buffer's CPU, or the global lock
-        // below); `fill` writes within the slot (caller contract).
+        // `fill` writes within the slot (caller contract).
+        // SAFETY: writer exclusivity: interrupts off on the buffer's CPU, or the global lock below.
         unsafe {
             buf.core.write_with_max(&buf.env(), max, |slot| {
                 fill(ctx, slot.as_mut_ptr().cast(), slot.len())

@@ -489,8 +489,7 @@ impl<C: ChannelCallbacks> Channel<C> {
         if let Some(i) = own {
             let queue = &self.inner.nested[i];
             let encode = |d: &mut [u8]| fill.take().map_or(0, |f| f(d));
-            // SAFETY: `acquire` verified that this thread holds buffer `i`'s lock and that we run
-            // nested inside that hold.
+            // SAFETY: `acquire` verified that we run nested inside this thread's hold of the lock.
             let queued = unsafe { queue.push(max, encode) };
             if queued {
                 return true;

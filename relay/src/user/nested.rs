@@ -75,8 +75,8 @@ impl NestedQueue {
             }
         }
         let base = self.data.get().cast::<u8>();
-        // SAFETY: `at..at + need` is inside the array and reserved for this context alone (see
-        // the module docs); nothing reads it before this context returns.
+        // Reserved for this context alone (module docs); nothing reads it before it returns.
+        // SAFETY: `at..at + need` is inside the array.
         let rec = unsafe { std::slice::from_raw_parts_mut(base.add(at), need) };
         let used = fill(&mut rec[8..]).min(max) as u32;
         rec[..4].copy_from_slice(&used.to_ne_bytes());
