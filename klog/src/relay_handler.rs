@@ -346,103 +346,108 @@ impl RelayHandler {
         cs: &'static Callsite,
         args: &A,
     ) {
-        if !cs.is_defined(self.gen) && !self.define(cs, A::N, &|t| args.types(t)) {
-            self.lost(slot);
-            return;
-        }
-        let head = ((cs.id() as u64) << 2) | Kind::Fmt as u64;
-        // A compile-time bound when the types have one, else the exact length.
-        let bound = if A::MAX_LEN <= SHORT_ARGS_MAX {
-            A::MAX_LEN
-        } else {
-            args.encoded_len()
-        };
-        if bound <= SHORT_ARGS_MAX {
-            self.write_short_frame(slot, head, bound, |w| args.encode(w));
-        } else {
-            self.write_frame(slot, head, args.encoded_len(), |w| args.encode(w));
+        if let Some(head) = self.head(slot, cs, Kind::Fmt, A::N, |t| args.types(t)) {
+            // A compile-time bound when the types have one, else the exact length.
+            let bound = if A::MAX_LEN <= SHORT_ARGS_MAX {
+                A::MAX_LEN
+            } else {
+                args.encoded_len()
+            };
+            self.frame(slot, head, bound, || args.encoded_len(), |w| args.encode(w));
         }
     }
 
-    /// [`Self::write_frame`] for a payload of at most `args_max <= SHORT_ARGS_MAX` bytes (for
-    /// bounded argument types a compile-time constant): the frame body is then shorter than 128
-    /// bytes, so its length prefix is one byte, written after the body. Nothing is measured
-    /// before encoding, and the clock is read before the reservation, so its latency overlaps
-    /// it instead of standing in front of the whole encoding.
+    /// The frame head for an event of `kind` at `cs`, after defining `cs` in the metadata if
+    /// this handler has not (`n_args` argument types written by `types`); `None` (counted
+    /// lost) when the definition cannot be written.
     #[inline(always)]
-    fn write_short_frame(
+    fn head(
+        &self,
+        slot: usize,
+        cs: &'static Callsite,
+        kind: Kind,
+        n_args: usize,
+        types: impl Fn(&mut [u8]),
+    ) -> Option<u64> {
+        if !cs.is_defined(self.gen) && !self.define(cs, n_args, &types) {
+            self.lost(slot);
+            return None;
+        }
+        Some(((cs.id() as u64) << 2) | kind as u64)
+    }
+
+    /// Writes a frame with `head` whose payload `encode` writes: at most `bound` bytes,
+    /// exactly `exact()`.
+    ///
+    /// A payload of at most `SHORT_ARGS_MAX` bytes makes a body below 128 bytes, whose length
+    /// prefix is one byte written after the body: nothing is measured before encoding. Longer
+    /// frames write their exact length first.
+    #[inline(always)]
+    fn frame(
         &self,
         slot: usize,
         head: u64,
-        args_max: usize,
+        bound: usize,
+        exact: impl FnOnce() -> usize,
         encode: impl FnOnce(&mut Writer<'_>),
     ) {
-        let cb = self.cb();
-        let Some(lane) = cb.lanes.get(slot) else {
-            return;
-        };
-        let ts = cb.clock.now();
-        // The body: head (at most 5 bytes for a u32 callsite id), delta (at most 10), args.
-        let max = 1 + 5 + 10 + args_max;
-        let mut cut = false;
-        // All of this handler's writes to buffer `slot` go through emit slot `slot`.
-        // SAFETY: the dispatcher holds that slot: this is buffer `slot`'s only writer.
-        let ok = unsafe {
-            self.chan.write_with_max_unlocked(slot, max, |buf| {
+        if bound <= SHORT_ARGS_MAX {
+            // Head (at most 5 bytes for a u32 callsite id), delta (at most 10), payload.
+            self.put(slot, 1 + 5 + 10 + bound, |buf, delta| {
                 let Some((len, body)) = buf.split_first_mut() else {
-                    cut = true;
                     return 0;
                 };
                 let mut w = Writer::new(body);
                 w.varint64(head);
-                w.varint64(delta_since(ts, lane));
+                w.varint64(delta);
                 encode(&mut w);
                 if w.overflowed() {
-                    // An argument type understated its size: publish nothing.
-                    cut = true;
                     return 0;
                 }
                 let n = w.pos();
                 // n < 128: a one-byte varint.
                 *len = n as u8;
                 n + 1
-            })
-        };
-        lane.count(ok && !cut);
-    }
-
-    #[inline(always)]
-    fn write_frame(
-        &self,
-        slot: usize,
-        head: u64,
-        payload: usize,
-        encode: impl FnOnce(&mut Writer<'_>),
-    ) {
-        let cb = self.cb();
-        let Some(lane) = cb.lanes.get(slot) else {
-            return;
-        };
-        let max = 5 + varint_len64(head) + 10 + payload;
-        let mut cut = false;
-        // All of this handler's writes to buffer `slot` go through emit slot `slot`.
-        // SAFETY: the dispatcher holds that slot: this is buffer `slot`'s only writer.
-        let ok = unsafe {
-            self.chan.write_with_max_unlocked(slot, max, |buf| {
-                let delta = delta_since(cb.clock.now(), lane);
+            });
+        } else {
+            let payload = exact();
+            self.put(slot, 5 + varint_len64(head) + 10 + payload, |buf, delta| {
                 let body = varint_len64(head) + varint_len64(delta) + payload;
                 let mut w = Writer::new(buf);
                 w.varint64(body as u64);
                 w.varint64(head);
                 w.varint64(delta);
                 encode(&mut w);
-                if w.overflowed() || w.pos() != varint_len64(body as u64) + body {
-                    // `encoded_len` disagreed with `encode`: the length prefix would be wrong,
-                    // so publish nothing.
-                    cut = true;
+                // `encoded_len` must agree with `encode`, or the length prefix is wrong.
+                let end = varint_len64(body as u64) + body;
+                if w.overflowed() || w.pos() != end {
                     return 0;
                 }
-                w.pos()
+                end
+            });
+        }
+    }
+
+    /// Reserves `max` bytes in buffer `slot` and lets `fill` write a frame there, given its
+    /// `ts_delta`; `fill` returns the frame's length, or 0 to publish nothing (an `Arg` that
+    /// understated its size; no frame is empty). Counts the frame as written or lost.
+    ///
+    /// The clock is read before the reservation, so its latency overlaps it.
+    #[inline(always)]
+    fn put(&self, slot: usize, max: usize, fill: impl FnOnce(&mut [u8], u64) -> usize) {
+        let cb = self.cb();
+        let Some(lane) = cb.lanes.get(slot) else {
+            return;
+        };
+        let ts = cb.clock.now();
+        let mut cut = false;
+        // All of this handler's writes to buffer `slot` go through emit slot `slot`.
+        // SAFETY: the dispatcher holds that slot: this is buffer `slot`'s only writer.
+        let ok = unsafe {
+            self.chan.write_with_max_unlocked(slot, max, |buf| {
+                let n = fill(buf, delta_since(ts, lane));
+                cut = n == 0;
+                n
             })
         };
         lane.count(ok && !cut);
@@ -493,29 +498,16 @@ impl Handler for RelayHandler {
     }
 
     fn event(&self, slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
-        if !cs.is_defined(self.gen) && !self.define(cs, args.count(), &|t| args.types(t)) {
-            self.lost(slot);
-            return;
-        }
-        let head = ((cs.id() as u64) << 2) | Kind::Fmt as u64;
-        let len = args.encoded_len();
-        if len <= SHORT_ARGS_MAX {
-            self.write_short_frame(slot, head, len, |w| args.encode(w));
-        } else {
-            self.write_frame(slot, head, len, |w| args.encode(w));
+        if let Some(head) = self.head(slot, cs, Kind::Fmt, args.count(), |t| args.types(t)) {
+            let len = args.encoded_len();
+            self.frame(slot, head, len, || len, |w| args.encode(w));
         }
     }
 
     fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]) {
-        if !cs.is_defined(self.gen) && !self.define(cs, 0, &|_| ()) {
-            self.lost(slot);
-            return;
-        }
-        let head = ((cs.id() as u64) << 2) | Kind::Raw as u64;
-        if bytes.len() <= SHORT_ARGS_MAX {
-            self.write_short_frame(slot, head, bytes.len(), |w| w.bytes(bytes));
-        } else {
-            self.write_frame(slot, head, bytes.len(), |w| w.bytes(bytes));
+        if let Some(head) = self.head(slot, cs, Kind::Raw, 0, |_| ()) {
+            let len = bytes.len();
+            self.frame(slot, head, len, || len, |w| w.bytes(bytes));
         }
     }
 
