@@ -115,69 +115,36 @@ pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
 /// [`crate::timestamps::format_seconds`] appends to a `String`).
 #[inline]
 pub(crate) fn write_seconds(out: &mut Vec<u8>, ns: i128) {
-    let a = ns.unsigned_abs();
-    let Ok(a) = u64::try_from(a) else {
-        let mut s = String::new();
-        crate::timestamps::format_seconds(&mut s, ns);
-        out.extend_from_slice(s.as_bytes());
-        return;
+    // Fewer than 10^5 seconds (the usual 16 columns): written in place. Longer traces take
+    // the general formatter.
+    let (secs, frac) = match u64::try_from(ns.unsigned_abs()) {
+        Ok(a) if a / 1_000_000_000 < 100_000 => (a / 1_000_000_000, a % 1_000_000_000),
+        _ => {
+            let mut s = String::new();
+            crate::timestamps::format_seconds(&mut s, ns);
+            out.extend_from_slice(s.as_bytes());
+            return;
+        }
     };
-    let (secs, frac) = (a / 1_000_000_000, a % 1_000_000_000);
-    // Fewer than 10^5 seconds: the usual 16 columns, written in place.
-    if secs < 100_000 {
-        let start = out.len();
-        out.extend_from_slice(&[b' '; 16]);
-        if let Ok(d) = <&mut [u8; 16]>::try_from(&mut out[start..]) {
-            d[7] = b'0' + (frac / 100_000_000) as u8;
-            write8(&mut d[8..16], (frac % 100_000_000) as u32);
-            d[6] = b'.';
-            let mut s = secs;
-            let mut i = 6;
-            loop {
-                i -= 1;
-                d[i] = b'0' + (s % 10) as u8;
-                s /= 10;
-                if s == 0 {
-                    break;
-                }
-            }
-            if ns < 0 {
-                d[i - 1] = b'-';
+    let start = out.len();
+    out.extend_from_slice(&[b' '; 16]);
+    if let Ok(d) = <&mut [u8; 16]>::try_from(&mut out[start..]) {
+        d[7] = b'0' + (frac / 100_000_000) as u8;
+        write8(&mut d[8..16], (frac % 100_000_000) as u32);
+        d[6] = b'.';
+        let mut s = secs;
+        let mut i = 6;
+        loop {
+            i -= 1;
+            d[i] = b'0' + (s % 10) as u8;
+            s /= 10;
+            if s == 0 {
+                break;
             }
         }
-        return;
-    }
-    // Right to left: 9 fraction digits, '.', the seconds, the sign, then the padding.
-    let mut buf = [b' '; 32];
-    let mut i = buf.len();
-    let mut f = frac;
-    for _ in 0..4 {
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&pair(f));
-        f /= 100;
-    }
-    i -= 1;
-    buf[i] = b'0' + f as u8;
-    i -= 1;
-    buf[i] = b'.';
-    let mut s = secs;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (s % 10) as u8;
-        s /= 10;
-        if s == 0 {
-            break;
+        if ns < 0 {
+            d[i - 1] = b'-';
         }
-    }
-    if ns < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    // Pad to 16 columns (the buffer is pre-filled with spaces); the usual width is a fixed copy.
-    if i >= 16 {
-        out.extend_from_slice(&buf[16..]);
-    } else {
-        out.extend_from_slice(&buf[i..]);
     }
 }
 
