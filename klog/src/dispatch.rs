@@ -16,6 +16,7 @@
 //! `relay::user::wlock`): it takes another slot that is free right now, or the event is counted
 //! as lost on its slot.
 
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,20 +27,35 @@ use std::any::Any;
 
 use crate::arg::{Args, DynArgs};
 use crate::callsite::{self, Callsite};
+use crate::relay_handler::FastSlot;
 use crate::RelayHandler;
 
 /// Where events go: implemented by [`crate::RelayHandler`]; other handlers are possible.
 pub trait Handler: Send + Sync + Any {
     /// Number of emit slots the handler serves (its relay buffers); 1 for a global buffer.
     fn slots(&self) -> usize;
-    /// Records an event. Runs with emit slot `slot` held exclusively.
-    fn event(&self, slot: usize, cs: &'static Callsite, args: &dyn DynArgs);
-    /// Records a `klog_raw!` record. Runs with emit slot `slot` held exclusively.
-    fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]);
+    /// Records an event.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds emit slot `slot` exclusively, as the dispatcher does: no other context
+    /// runs `event`, `raw` or `flush` for `slot` on this handler until this returns (the
+    /// relay handler writes buffer `slot` without a lock of its own).
+    unsafe fn event(&self, slot: usize, cs: &'static Callsite, args: &dyn DynArgs);
+    /// Records a `klog_raw!` record.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Handler::event`].
+    unsafe fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]);
     /// An event for `slot` could not be recorded (a nested context found no free slot).
     fn lost(&self, slot: usize);
-    /// Flushes the buffer of `slot`. Runs with the slot held exclusively.
-    fn flush(&self, slot: usize);
+    /// Flushes the buffer of `slot`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Handler::event`].
+    unsafe fn flush(&self, slot: usize);
 }
 
 /// Registration errors.
@@ -65,11 +81,27 @@ impl std::error::Error for RegisterError {}
 /// Upper bound on emit slots (CPUs beyond it share slots, which stays correct).
 pub const MAX_SLOTS: usize = 512;
 
+/// An emit slot: its lock and, while a [`RelayHandler`] is registered, that handler and its
+/// [`FastSlot`] for this slot, in the lock's cache line (the event's first touch after the lock).
+///
+/// # Invariants
+///
+/// `relay` and `fast` are both null or both set; they are written only with the lock held
+/// (by `register` and `unregister`), and while set they point to the registered relay handler
+/// and its record for this slot, which stay alive until `unregister` has cleared them.
 #[repr(align(64))]
-struct Slot(AtomicUsize);
+struct Slot {
+    lock: AtomicUsize,
+    relay: AtomicPtr<RelayHandler>,
+    fast: AtomicPtr<FastSlot>,
+}
 
 #[allow(clippy::declare_interior_mutable_const)]
-const FREE_SLOT: Slot = Slot(AtomicUsize::new(0));
+const FREE_SLOT: Slot = Slot {
+    lock: AtomicUsize::new(0),
+    relay: AtomicPtr::new(ptr::null_mut()),
+    fast: AtomicPtr::new(ptr::null_mut()),
+};
 static SLOTS: [Slot; MAX_SLOTS] = [FREE_SLOT; MAX_SLOTS];
 /// Slots of the registered handler (0: none registered yet).
 static NSLOTS: AtomicUsize = AtomicUsize::new(0);
@@ -131,6 +163,17 @@ pub fn register<H: Handler + 'static>(handler: Arc<H>) -> Result<(), RegisterErr
         return Err(RegisterError::NoSlots);
     }
     NSLOTS.store(slots, Ordering::Release);
+    if let Registered::Relay(r) = &handler {
+        for (i, slot) in SLOTS[..slots].iter().enumerate() {
+            let fast = r.fast_slot(i).map_or(ptr::null(), |f| f as *const FastSlot);
+            let relay = if fast.is_null() {
+                ptr::null()
+            } else {
+                Arc::as_ptr(r)
+            };
+            set_relay(slot, relay, fast);
+        }
+    }
     HANDLER.store(
         Box::into_raw(Box::new(Current { slots, handler })),
         Ordering::Release,
@@ -149,15 +192,22 @@ pub fn unregister() -> Option<Arc<dyn Handler>> {
     if p.is_null() {
         return None;
     }
-    // Grace period: every emitter that may hold the old pointer holds a slot.
+    // Grace period: every emitter that may hold the old pointers holds a slot.
     for slot in &SLOTS[..NSLOTS.load(Ordering::Acquire)] {
-        if let Acquired::Held(g) = wlock::acquire(&slot.0) {
-            drop(g);
-        }
+        set_relay(slot, ptr::null(), ptr::null());
     }
     // SAFETY: `p` came from `Box::into_raw` in `register` and is no longer reachable: it was
     // unpublished above and the grace period waited for every context that loaded it.
     Some(unsafe { Box::from_raw(p) }.handler.into_dyn())
+}
+
+/// Sets `slot`'s relay handler pointers under its lock (waiting for the emitter holding it).
+fn set_relay(slot: &Slot, relay: *const RelayHandler, fast: *const FastSlot) {
+    if let Acquired::Held(g) = wlock::acquire(&slot.lock) {
+        slot.relay.store(relay.cast_mut(), Ordering::Relaxed);
+        slot.fast.store(fast.cast_mut(), Ordering::Relaxed);
+        drop(g);
+    }
 }
 
 /// Whether a handler is registered.
@@ -165,29 +215,53 @@ pub fn is_registered() -> bool {
     !HANDLER.load(Ordering::Acquire).is_null()
 }
 
-/// Runs `f` with the handler and a held slot, if a handler is registered.
+/// Where an event goes, for the context holding emit slot `slot`.
+enum Target<'a> {
+    /// The registered relay handler, with its record for the slot.
+    Relay(&'a RelayHandler, &'a FastSlot),
+    /// Any other handler.
+    Dyn(&'a dyn Handler),
+}
+
+/// The target of an event whose context holds `slot` (index `i`), read `n` slots before taking
+/// it: the relay handler from the slot itself, else the registered handler if it still serves
+/// `n` slots (a registration between reading `NSLOTS` and taking the slot could change that;
+/// such an event is dropped).
 #[inline(always)]
-fn with_slot(f: impl FnOnce(&Registered, usize)) {
+fn target<'a>(slot: &'a Slot, n: usize) -> Option<Target<'a>> {
+    let fast = slot.fast.load(Ordering::Relaxed);
+    if let Some(fast) = NonNull::new(fast) {
+        let relay = slot.relay.load(Ordering::Relaxed);
+        // SAFETY: the slot's pointers are set (type invariant: both or none) and stay valid
+        // while its lock is held, which the caller does for the lifetime it uses them.
+        return Some(unsafe { Target::Relay(&*relay, fast.as_ref()) });
+    }
+    loaded(n).map(|h| Target::Dyn(h.as_dyn()))
+}
+
+/// Runs `f` with the event's target and a held slot, if a handler is registered.
+#[inline(always)]
+fn with_slot(f: impl FnOnce(Target<'_>, usize)) {
     let n = NSLOTS.load(Ordering::Relaxed);
     if n == 0 {
         return;
     }
     let cpu = current_cpu();
     // `%` is a division: skip it in the common case of one slot per CPU.
-    let slot = if cpu < n { cpu } else { cpu % n };
-    match wlock::acquire(&SLOTS[slot].0) {
+    let i = if cpu < n { cpu } else { cpu % n };
+    let slot = &SLOTS[i];
+    match wlock::acquire(&slot.lock) {
         Acquired::Held(g) => {
-            if let Some(h) = loaded(n) {
-                f(h, slot);
+            if let Some(t) = target(slot, n) {
+                f(t, i);
             }
             drop(g);
         }
-        Acquired::Nested(_) => with_other_slot(n, slot, f),
+        Acquired::Nested(_) => with_other_slot(n, i, f),
     }
 }
 
-/// The handler, if registered and serving `n` slots (a registration between reading `NSLOTS`
-/// and taking the slot could change it; such an event is dropped).
+/// The handler, if registered and serving `n` slots.
 #[inline(always)]
 fn loaded<'a>(n: usize) -> Option<&'a Registered> {
     let p = HANDLER.load(Ordering::Acquire);
@@ -197,12 +271,16 @@ fn loaded<'a>(n: usize) -> Option<&'a Registered> {
     (c.slots == n).then_some(&c.handler)
 }
 
+/// [`with_slot`] for a context that interrupted its own thread's hold of slot `busy`: it must
+/// not wait, so it takes another slot that is free right now, or counts the event lost on
+/// `busy`.
 #[cold]
-fn with_other_slot(n: usize, busy: usize, f: impl FnOnce(&Registered, usize)) {
+fn with_other_slot(n: usize, busy: usize, f: impl FnOnce(Target<'_>, usize)) {
     for j in (1..n).map(|k| (busy + k) % n) {
-        if let Some(g) = wlock::try_acquire(&SLOTS[j].0) {
-            if let Some(h) = loaded(n) {
-                f(h, j);
+        let slot = &SLOTS[j];
+        if let Some(g) = wlock::try_acquire(&slot.lock) {
+            if let Some(t) = target(slot, n) {
+                f(t, j);
             }
             drop(g);
             return;
@@ -217,26 +295,33 @@ fn with_other_slot(n: usize, busy: usize, f: impl FnOnce(&Registered, usize)) {
 /// Records an event for `cs` (called by `klog!` after the callsite check passed).
 #[inline]
 pub fn emit<A: Args>(cs: &'static Callsite, args: A) {
-    if cs.check() {
-        with_slot(|h, slot| match h {
-            Registered::Relay(r) => r.event_args(slot, cs, &args),
-            Registered::Dyn(d) => d.event(slot, cs, &args),
-        });
-    }
+    // `with_slot` holds emit slot `slot` while this runs, and `fast` is `r`'s record of it
+    // (`Slot` invariant).
+    // SAFETY: see above.
+    with_slot(|t, slot| unsafe {
+        match t {
+            Target::Relay(r, fast) => r.event_args(fast, cs, &args),
+            Target::Dyn(d) => d.event(slot, cs, &args),
+        }
+    });
 }
 
 /// Records a raw record for `cs` (called by `klog_raw!`).
 #[inline]
 pub fn emit_raw(cs: &'static Callsite, bytes: &[u8]) {
-    if cs.check() {
-        with_slot(|h, slot| h.as_dyn().raw(slot, cs, bytes));
-    }
+    // SAFETY: `with_slot` holds emit slot `slot` while this runs.
+    with_slot(|t, slot| unsafe {
+        match t {
+            Target::Relay(r, _) => r.raw(slot, cs, bytes),
+            Target::Dyn(d) => d.raw(slot, cs, bytes),
+        }
+    });
 }
 
 /// Runs `f` with emit slot `slot` held (waiting for it), e.g. to flush that slot's buffer.
 pub(crate) fn with_slot_held(slot: usize, f: impl FnOnce()) {
     if let Some(s) = SLOTS.get(slot) {
-        if let Acquired::Held(g) = wlock::acquire(&s.0) {
+        if let Acquired::Held(g) = wlock::acquire(&s.lock) {
             f();
             drop(g);
         }
@@ -247,9 +332,10 @@ pub(crate) fn with_slot_held(slot: usize, f: impl FnOnce()) {
 pub fn flush() {
     let n = NSLOTS.load(Ordering::Acquire);
     for (slot, s) in SLOTS[..n].iter().enumerate() {
-        if let Acquired::Held(g) = wlock::acquire(&s.0) {
+        if let Acquired::Held(g) = wlock::acquire(&s.lock) {
             if let Some(h) = loaded(n) {
-                h.as_dyn().flush(slot);
+                // SAFETY: emit slot `slot` is held until `g` drops.
+                unsafe { h.as_dyn().flush(slot) };
             }
             drop(g);
         }

@@ -79,10 +79,10 @@ pub mod __private {
         }
     }
 
-    /// The one-load check of every statement.
+    /// The check of every statement (one load and a branch when disabled).
     #[inline(always)]
     pub fn enabled(cs: &'static Callsite) -> bool {
-        cs.wants_slow_path()
+        cs.check()
     }
 
     /// Records an event (after `enabled`).
@@ -92,7 +92,7 @@ pub mod __private {
         crate::dispatch::emit(cs, args);
         #[cfg(not(feature = "std"))]
         {
-            let _ = (cs.check(), args);
+            let _ = (cs, args);
         }
     }
 
@@ -103,7 +103,7 @@ pub mod __private {
         crate::dispatch::emit_raw(cs, bytes);
         #[cfg(not(feature = "std"))]
         {
-            let _ = (cs.check(), bytes);
+            let _ = (cs, bytes);
         }
     }
 }

@@ -4,11 +4,12 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use relay::core::SubbufStart;
-use relay::user::{default_create_buf_file, BufInfo, Channel, ChannelCallbacks};
+use relay::user::{default_create_buf_file, BufInfo, Channel, ChannelCallbacks, RawWriter};
 use relay::Callbacks;
 
 use crate::arg::{varint_len64, zigzag64, DynArgs, Writer};
@@ -89,6 +90,38 @@ struct Lane {
     frames: AtomicU64,
     /// Frames lost in total.
     lost_total: AtomicU64,
+}
+
+/// Everything an event on one emit slot touches besides the callsite, looked up once at open:
+/// the slot's relay buffer, its lane, the clock and the handler's generation. While the
+/// handler is registered the dispatcher keeps a pointer to it next to the slot's lock, so an
+/// event goes from the slot's cache line to this record, not through the handler and the
+/// channel's tables.
+///
+/// # Invariants
+///
+/// `writer` and `lane` belong to the channel of the [`RelayHandler`] whose `fast` array holds
+/// this record (the lane is in that channel's callbacks), so both are valid as long as the
+/// record is.
+pub(crate) struct FastSlot {
+    writer: RawWriter<KlogCallbacks>,
+    lane: NonNull<Lane>,
+    clock: Clock,
+    gen: u32,
+}
+
+// SAFETY: the pointers lead to the channel's buffer and to a lane, both shared between threads
+// by design (atomics and the writer protocol); writing through them needs the emit slot.
+unsafe impl Send for FastSlot {}
+// SAFETY: as above.
+unsafe impl Sync for FastSlot {}
+
+impl FastSlot {
+    #[inline(always)]
+    fn lane(&self) -> &Lane {
+        // SAFETY: valid while `self` is (type invariant).
+        unsafe { self.lane.as_ref() }
+    }
 }
 
 impl Lane {
@@ -237,6 +270,8 @@ impl Metadata {
 /// and read the directory with `relay::user::Recorder` / `klog-decode`.
 pub struct RelayHandler {
     chan: Channel<KlogCallbacks>,
+    /// One per buffer (emit slot).
+    fast: Box<[FastSlot]>,
     gen: u32,
     meta: Metadata,
     dir: PathBuf,
@@ -288,9 +323,22 @@ impl RelayHandler {
         );
         wire::meta_clock(&mut rec, clock.source() as u8, &clock.reference());
         file.write_all(&rec).map_err(OpenError::Io)?;
+        let gen = GENERATION.fetch_add(1, Ordering::Relaxed);
+        let lanes = &chan.private_data().lanes;
+        let fast = (0..chan.n_bufs())
+            .map_while(|i| {
+                Some(FastSlot {
+                    writer: chan.raw_writer(i)?,
+                    lane: NonNull::from(lanes.get(i)?),
+                    clock,
+                    gen,
+                })
+            })
+            .collect::<Box<[_]>>();
         Ok(RelayHandler {
             chan,
-            gen: GENERATION.fetch_add(1, Ordering::Relaxed),
+            fast,
+            gen,
             meta: Metadata {
                 owner: AtomicUsize::new(0),
                 file: Mutex::new(file),
@@ -337,23 +385,34 @@ impl RelayHandler {
         ok
     }
 
-    /// Records an event; generic so that the argument encoding inlines into the caller. Runs
-    /// with emit slot `slot` held.
+    /// The fast-path record of emit slot `slot` (one per buffer).
+    #[inline]
+    pub(crate) fn fast_slot(&self, slot: usize) -> Option<&FastSlot> {
+        self.fast.get(slot)
+    }
+
+    /// Records an event through `fs`; generic so that the argument encoding inlines into the
+    /// caller.
+    ///
+    /// # Safety
+    ///
+    /// `fs` is one of this handler's [`FastSlot`]s and the caller holds its emit slot.
     #[inline(always)]
-    pub(crate) fn event_args<A: crate::arg::Args>(
+    pub(crate) unsafe fn event_args<A: crate::arg::Args>(
         &self,
-        slot: usize,
+        fs: &FastSlot,
         cs: &'static Callsite,
         args: &A,
     ) {
-        if let Some(head) = self.head(slot, cs, Kind::Fmt, A::N, |t| args.types(t)) {
+        if let Some(head) = self.head(fs, cs, Kind::Fmt, A::N, |t| args.types(t)) {
             // A compile-time bound when the types have one, else the exact length.
             let bound = if A::MAX_LEN <= SHORT_ARGS_MAX {
                 A::MAX_LEN
             } else {
                 args.encoded_len()
             };
-            self.frame(slot, head, bound, || args.encoded_len(), |w| args.encode(w));
+            // SAFETY: forwarded contract.
+            unsafe { self.frame(fs, head, bound, || args.encoded_len(), |w| args.encode(w)) };
         }
     }
 
@@ -363,14 +422,14 @@ impl RelayHandler {
     #[inline(always)]
     fn head(
         &self,
-        slot: usize,
+        fs: &FastSlot,
         cs: &'static Callsite,
         kind: Kind,
         n_args: usize,
         types: impl Fn(&mut [u8]),
     ) -> Option<u64> {
-        if !cs.is_defined(self.gen) && !self.define(cs, n_args, &types) {
-            self.lost(slot);
+        if !cs.is_defined(fs.gen) && !self.define(cs, n_args, &types) {
+            fs.lane().count(false);
             return None;
         }
         Some(((cs.id() as u64) << 2) | kind as u64)
@@ -382,10 +441,14 @@ impl RelayHandler {
     /// A payload of at most `SHORT_ARGS_MAX` bytes makes a body below 128 bytes, whose length
     /// prefix is one byte written after the body: nothing is measured before encoding. Longer
     /// frames write their exact length first.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RelayHandler::put`].
     #[inline(always)]
-    fn frame(
+    unsafe fn frame(
         &self,
-        slot: usize,
+        fs: &FastSlot,
         head: u64,
         bound: usize,
         exact: impl FnOnce() -> usize,
@@ -393,7 +456,9 @@ impl RelayHandler {
     ) {
         if bound <= SHORT_ARGS_MAX {
             // Head (at most 5 bytes for a u32 callsite id), delta (at most 10), payload.
-            self.put(slot, 1 + 5 + 10 + bound, |buf, delta| {
+            // SAFETY: forwarded contract.
+            let put = |max, fill| unsafe { self.put(fs, max, fill) };
+            put(1 + 5 + 10 + bound, |buf: &mut [u8], delta| {
                 let Some((len, body)) = buf.split_first_mut() else {
                     return 0;
                 };
@@ -411,40 +476,47 @@ impl RelayHandler {
             });
         } else {
             let payload = exact();
-            self.put(slot, 5 + varint_len64(head) + 10 + payload, |buf, delta| {
-                let body = varint_len64(head) + varint_len64(delta) + payload;
-                let mut w = Writer::new(buf);
-                w.varint64(body as u64);
-                w.varint64(head);
-                w.varint64(delta);
-                encode(&mut w);
-                // `encoded_len` must agree with `encode`, or the length prefix is wrong.
-                let end = varint_len64(body as u64) + body;
-                if w.overflowed() || w.pos() != end {
-                    return 0;
-                }
-                end
-            });
+            // SAFETY: forwarded contract.
+            let put = |max, fill| unsafe { self.put(fs, max, fill) };
+            put(
+                5 + varint_len64(head) + 10 + payload,
+                |buf: &mut [u8], delta| {
+                    let body = varint_len64(head) + varint_len64(delta) + payload;
+                    let mut w = Writer::new(buf);
+                    w.varint64(body as u64);
+                    w.varint64(head);
+                    w.varint64(delta);
+                    encode(&mut w);
+                    // `encoded_len` must agree with `encode`, or the length prefix is wrong.
+                    let end = varint_len64(body as u64) + body;
+                    if w.overflowed() || w.pos() != end {
+                        return 0;
+                    }
+                    end
+                },
+            );
         }
     }
 
-    /// Reserves `max` bytes in buffer `slot` and lets `fill` write a frame there, given its
+    /// Reserves `max` bytes in `fs`'s buffer and lets `fill` write a frame there, given its
     /// `ts_delta`; `fill` returns the frame's length, or 0 to publish nothing (an `Arg` that
     /// understated its size; no frame is empty). Counts the frame as written or lost.
     ///
     /// The clock is read before the reservation, so its latency overlaps it.
+    ///
+    /// # Safety
+    ///
+    /// `fs` is one of this handler's [`FastSlot`]s and the caller holds its emit slot.
     #[inline(always)]
-    fn put(&self, slot: usize, max: usize, fill: impl FnOnce(&mut [u8], u64) -> usize) {
-        let cb = self.cb();
-        let Some(lane) = cb.lanes.get(slot) else {
-            return;
-        };
-        let ts = cb.clock.now();
+    unsafe fn put(&self, fs: &FastSlot, max: usize, fill: impl FnOnce(&mut [u8], u64) -> usize) {
+        let lane = fs.lane();
+        let ts = fs.clock.now();
         let mut cut = false;
-        // All of this handler's writes to buffer `slot` go through emit slot `slot`.
-        // SAFETY: the dispatcher holds that slot: this is buffer `slot`'s only writer.
+        // `fs` is one of this handler's slots, so its channel (`self.chan`) is alive; the caller
+        // holds its emit slot: this is its buffer's only writer.
+        // SAFETY: see above (the caller's contract).
         let ok = unsafe {
-            self.chan.write_with_max_unlocked(slot, max, |buf| {
+            fs.writer.write_with_max(max, |buf| {
                 let n = fill(buf, delta_since(ts, lane));
                 cut = n == 0;
                 n
@@ -497,29 +569,37 @@ impl Handler for RelayHandler {
         self.chan.n_bufs()
     }
 
-    fn event(&self, slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
-        if let Some(head) = self.head(slot, cs, Kind::Fmt, args.count(), |t| args.types(t)) {
+    unsafe fn event(&self, slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
+        let Some(fs) = self.fast_slot(slot) else {
+            return;
+        };
+        if let Some(head) = self.head(fs, cs, Kind::Fmt, args.count(), |t| args.types(t)) {
             let len = args.encoded_len();
-            self.frame(slot, head, len, || len, |w| args.encode(w));
+            // SAFETY: `fs` is this handler's record of `slot`, which the caller holds.
+            unsafe { self.frame(fs, head, len, || len, |w| args.encode(w)) };
         }
     }
 
-    fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]) {
-        if let Some(head) = self.head(slot, cs, Kind::Raw, 0, |_| ()) {
+    unsafe fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]) {
+        let Some(fs) = self.fast_slot(slot) else {
+            return;
+        };
+        if let Some(head) = self.head(fs, cs, Kind::Raw, 0, |_| ()) {
             let len = bytes.len();
-            self.frame(slot, head, len, || len, |w| w.bytes(bytes));
+            // SAFETY: `fs` is this handler's record of `slot`, which the caller holds.
+            unsafe { self.frame(fs, head, len, || len, |w| w.bytes(bytes)) };
         }
     }
 
     fn lost(&self, slot: usize) {
-        if let Some(lane) = self.cb().lanes.get(slot) {
-            lane.lost.fetch_add(1, Ordering::Relaxed);
-            lane.lost_total.fetch_add(1, Ordering::Relaxed);
+        if let Some(fs) = self.fast_slot(slot) {
+            fs.lane().count(false);
         }
     }
 
-    fn flush(&self, slot: usize) {
-        // SAFETY: called by the dispatcher with emit slot `slot` held.
+    unsafe fn flush(&self, slot: usize) {
+        // SAFETY: the caller holds emit slot `slot`, which serialises every writer of buffer
+        // `slot`.
         unsafe { self.chan.flush_unlocked(slot) };
     }
 }

@@ -15,12 +15,12 @@ impl Handler for Counter {
     fn slots(&self) -> usize {
         1
     }
-    fn event(&self, _slot: usize, cs: &'static Callsite, _args: &dyn DynArgs) {
+    unsafe fn event(&self, _slot: usize, cs: &'static Callsite, _args: &dyn DynArgs) {
         *self.0.lock().unwrap().entry(cs.meta().fmt).or_default() += 1;
     }
-    fn raw(&self, _slot: usize, _cs: &'static Callsite, _bytes: &[u8]) {}
+    unsafe fn raw(&self, _slot: usize, _cs: &'static Callsite, _bytes: &[u8]) {}
     fn lost(&self, _slot: usize) {}
-    fn flush(&self, _slot: usize) {}
+    unsafe fn flush(&self, _slot: usize) {}
 }
 
 mod net {

@@ -14,14 +14,14 @@ impl Handler for Capture {
     fn slots(&self) -> usize {
         1
     }
-    fn event(&self, _slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
+    unsafe fn event(&self, _slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
         let mut buf = vec![0u8; args.encoded_len()];
         args.encode(&mut Writer::new(&mut buf));
         self.0.lock().unwrap().push((cs.meta().level, buf));
     }
-    fn raw(&self, _slot: usize, _cs: &'static Callsite, _bytes: &[u8]) {}
+    unsafe fn raw(&self, _slot: usize, _cs: &'static Callsite, _bytes: &[u8]) {}
     fn lost(&self, _slot: usize) {}
-    fn flush(&self, _slot: usize) {}
+    unsafe fn flush(&self, _slot: usize) {}
 }
 
 #[test]

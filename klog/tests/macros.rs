@@ -64,7 +64,7 @@ impl klog::Handler for Capture {
     fn slots(&self) -> usize {
         1
     }
-    fn event(&self, _slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
+    unsafe fn event(&self, _slot: usize, cs: &'static Callsite, args: &dyn DynArgs) {
         let mut types = vec![0u8; args.count()];
         args.types(&mut types);
         let mut payload = vec![0u8; args.encoded_len()];
@@ -79,7 +79,7 @@ impl klog::Handler for Capture {
             payload,
         });
     }
-    fn raw(&self, _slot: usize, cs: &'static Callsite, bytes: &[u8]) {
+    unsafe fn raw(&self, _slot: usize, cs: &'static Callsite, bytes: &[u8]) {
         self.raws
             .lock()
             .unwrap()
@@ -88,7 +88,7 @@ impl klog::Handler for Capture {
     fn lost(&self, _slot: usize) {
         panic!("lost event");
     }
-    fn flush(&self, _slot: usize) {}
+    unsafe fn flush(&self, _slot: usize) {}
 }
 
 /// Runs `f` with a capturing handler registered.

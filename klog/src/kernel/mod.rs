@@ -68,10 +68,10 @@ pub mod __private {
         );
     }
 
-    /// The one-load check of every statement.
+    /// The check of every statement (one load and a branch when disabled).
     #[inline(always)]
     pub fn enabled(cs: &'static Callsite) -> bool {
-        cs.wants_slow_path()
+        cs.check()
     }
 
     /// Whether statements of `level` are compiled in (no `max_level_*` in the kernel build).
@@ -94,9 +94,6 @@ pub mod __private {
     /// Records an event (after `enabled`).
     #[inline]
     pub fn emit<A: Args>(cs: &'static Callsite, args: A) {
-        if !cs.check() {
-            return;
-        }
         let mut types = [0u8; MAX_ARGS];
         args.types(&mut types);
         let len = args.encoded_len();
@@ -129,9 +126,6 @@ pub mod __private {
     /// Records a raw record (after `enabled`).
     #[inline]
     pub fn emit_raw(cs: &'static Callsite, bytes: &[u8]) {
-        if !cs.check() {
-            return;
-        }
         // SAFETY: as in `emit`.
         unsafe {
             klog_emit(

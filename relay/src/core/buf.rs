@@ -8,7 +8,7 @@ use core::sync::atomic::{fence, AtomicUsize, Ordering};
 #[cfg(loom)]
 use loom::sync::atomic::{fence, AtomicUsize, Ordering};
 
-use super::{BufState, BufStats, Env, Geometry, OpenError};
+use super::{BufState, BufStats, Env, Geometry, OpenError, MAX_ALLOC};
 
 /// A view of one relay buffer: its control block, padding array and data region.
 ///
@@ -401,9 +401,13 @@ impl Buf {
     fn place<E: Env + ?Sized>(&self, env: &E, len: usize) -> Option<usize> {
         let st = self.state();
         let offset = st.w.offset.load(Ordering::Relaxed);
-        // `offset <= size + 1` always, so this cannot overflow for `len <= MAX_ALLOC`; a larger
-        // `len` takes the slow path and is rejected there.
-        if offset.saturating_add(len) > self.geo.subbuf_size() {
+        // `offset <= size + 1 <= MAX_ALLOC + 1` always, so for `len <= MAX_ALLOC` the sum is
+        // below 2^33 and exact in u64 on every target (`wrapping_add` only spares the kernel
+        // build's overflow check); a larger `len` takes the slow path and is rejected there.
+        // Unlike `saturating_add`, a constant `len` folds the first test away.
+        if len > MAX_ALLOC
+            || (offset as u64).wrapping_add(len as u64) > self.geo.subbuf_size() as u64
+        {
             return if self.place_slow(env, len) {
                 Some(self.current_pos())
             } else {

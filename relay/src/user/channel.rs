@@ -24,6 +24,7 @@ use std::io;
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -219,6 +220,47 @@ impl<C: ChannelCallbacks> MapHooks for Inner<C> {
     }
     fn unmapped(&self, buf: &Buf) {
         self.cb.buf_unmapped(buf);
+    }
+}
+
+/// One buffer's writer side, detached from the channel's borrow: what
+/// [`Channel::write_with_max_unlocked`] finds by index, looked up once (see
+/// [`Channel::raw_writer`]).
+///
+/// # Invariants
+///
+/// `buf` and `env` point to a buffer of a channel and to that channel's shared state; both stay
+/// valid as long as any [`Channel`] handle of that channel exists (the buffers are owned by the
+/// state, which the handle keeps alive).
+pub struct RawWriter<C: ChannelCallbacks> {
+    buf: NonNull<Buf>,
+    env: NonNull<Inner<C>>,
+}
+
+// SAFETY: a `RawWriter` is a pair of pointers to `Sync` data (`Buf` and `Inner<C>` are shared
+// between threads by the channel itself); using them is `unsafe` and carries the channel's
+// writer contract.
+unsafe impl<C: ChannelCallbacks> Send for RawWriter<C> {}
+// SAFETY: as above.
+unsafe impl<C: ChannelCallbacks> Sync for RawWriter<C> {}
+
+impl<C: ChannelCallbacks> RawWriter<C> {
+    /// [`Channel::write_with_max_unlocked`] on this buffer.
+    ///
+    /// # Safety
+    ///
+    /// The channel this writer came from is still alive (a [`Channel`] handle of it exists), and
+    /// the caller meets [`Channel::write_with_max_unlocked`]'s exclusivity contract for this
+    /// buffer.
+    #[inline(always)]
+    pub unsafe fn write_with_max(&self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        // SAFETY: the channel is alive (caller's contract), so both pointers are valid (type
+        // invariant); exclusivity is the caller's contract too.
+        unsafe {
+            self.buf
+                .as_ref()
+                .write_with_max(self.env.as_ref(), max, fill)
+        }
     }
 }
 
@@ -587,6 +629,17 @@ impl<C: ChannelCallbacks> Channel<C> {
             Some(m) => unsafe { m.buf().write_with_max(&*self.inner, max, fill) },
             None => false,
         }
+    }
+
+    /// Buffer `index`'s writer side as a [`RawWriter`], for a client that serialises writers
+    /// itself and wants to skip the channel's buffer lookup on every message (klog keeps one per
+    /// emit slot). `None` if `index` has no buffer.
+    pub fn raw_writer(&self, index: usize) -> Option<RawWriter<C>> {
+        let m = self.inner.bufs.get(index)?;
+        Some(RawWriter {
+            buf: NonNull::from(m.buf()),
+            env: NonNull::from(&*self.inner),
+        })
     }
 
     /// relay's flush of buffer `index` without taking its writer lock.

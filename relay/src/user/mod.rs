@@ -16,7 +16,7 @@ pub mod wlock;
 
 pub use channel::{
     default_create_buf_file, BufInfo, Channel, ChannelCallbacks, CloseReport, Error, Global,
-    Reservation,
+    RawWriter, Reservation,
 };
 pub use file::{BufMapping, RelayFile};
 pub use recorder::{BufRecord, Recorder};

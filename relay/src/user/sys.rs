@@ -50,8 +50,8 @@ pub fn current_cpu() -> usize {
     ))]
     {
         let off = rseq::OFFSET.load(std::sync::atomic::Ordering::Relaxed);
-        if off > rseq::UNAVAILABLE {
-            // SAFETY: `off` came from glibc's `__rseq_offset` with a registered area
+        if off != rseq::NONE {
+            // SAFETY: a non-zero `off` came from glibc's `__rseq_offset` with a registered area
             // (`__rseq_size` != 0), so thread pointer + off is this thread's `struct rseq`, whose
             // `cpu_id` (a u32 at offset 4) the kernel updates; a volatile load of it is sound.
             let cpu = unsafe {
@@ -60,9 +60,8 @@ pub fn current_cpu() -> usize {
             if cpu >= 0 {
                 return cpu as usize;
             }
-        } else if off == rseq::UNRESOLVED {
+        } else if !rseq::RESOLVED.load(std::sync::atomic::Ordering::Relaxed) {
             rseq::resolve();
-            return current_cpu_slow();
         }
     }
     current_cpu_slow()
@@ -83,14 +82,15 @@ fn current_cpu_slow() -> usize {
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 mod rseq {
-    use std::sync::atomic::{AtomicIsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
-    /// Not looked up yet.
-    pub const UNRESOLVED: isize = isize::MIN;
-    /// No usable rseq area: use `sched_getcpu`.
-    pub const UNAVAILABLE: isize = isize::MIN + 1;
-    /// `__rseq_offset`, or one of the markers above.
-    pub static OFFSET: AtomicIsize = AtomicIsize::new(UNRESOLVED);
+    /// No usable rseq area (yet): use `sched_getcpu`. Never a real offset: the thread pointer
+    /// points at the thread control block, not at the rseq area.
+    pub const NONE: isize = 0;
+    /// `__rseq_offset`, or [`NONE`]; a single test on the fast path.
+    pub static OFFSET: AtomicIsize = AtomicIsize::new(NONE);
+    /// Whether [`resolve`] has run.
+    pub static RESOLVED: AtomicBool = AtomicBool::new(false);
 
     #[cold]
     pub fn resolve() {
@@ -103,12 +103,13 @@ mod rseq {
             let o = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
             let s = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
             if o.is_null() || s.is_null() || *(s as *const u32) == 0 {
-                UNAVAILABLE
+                NONE
             } else {
                 *(o as *const isize)
             }
         };
-        OFFSET.store(off.max(UNAVAILABLE), Ordering::Relaxed);
+        OFFSET.store(off, Ordering::Relaxed);
+        RESOLVED.store(true, Ordering::Relaxed);
     }
 
     #[inline(always)]
