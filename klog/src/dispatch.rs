@@ -232,8 +232,9 @@ fn target<'a>(slot: &'a Slot, n: usize) -> Option<Target<'a>> {
     let fast = slot.fast.load(Ordering::Relaxed);
     if let Some(fast) = NonNull::new(fast) {
         let relay = slot.relay.load(Ordering::Relaxed);
-        // SAFETY: the slot's pointers are set (type invariant: both or none) and stay valid
-        // while its lock is held, which the caller does for the lifetime it uses them.
+        // The slot's pointers are set (type invariant: both or none) and stay valid while its
+        // lock is held, which the caller does for the lifetime it uses them.
+        // SAFETY: see above.
         return Some(unsafe { Target::Relay(&*relay, fast.as_ref()) });
     }
     loaded(n).map(|h| Target::Dyn(h.as_dyn()))

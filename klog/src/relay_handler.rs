@@ -110,8 +110,9 @@ pub(crate) struct FastSlot {
     gen: u32,
 }
 
-// SAFETY: the pointers lead to the channel's buffer and to a lane, both shared between threads
-// by design (atomics and the writer protocol); writing through them needs the emit slot.
+// The pointers lead to the channel's buffer and to a lane, both shared between threads by
+// design (atomics and the writer protocol); writing through them needs the emit slot.
+// SAFETY: see above.
 unsafe impl Send for FastSlot {}
 // SAFETY: as above.
 unsafe impl Sync for FastSlot {}
@@ -598,8 +599,7 @@ impl Handler for RelayHandler {
     }
 
     unsafe fn flush(&self, slot: usize) {
-        // SAFETY: the caller holds emit slot `slot`, which serialises every writer of buffer
-        // `slot`.
+        // SAFETY: the caller holds emit slot `slot`: it serialises every writer of buffer `slot`.
         unsafe { self.chan.flush_unlocked(slot) };
     }
 }

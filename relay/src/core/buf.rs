@@ -133,6 +133,24 @@ impl Buf {
         }
     }
 
+    /// Another view of the same buffer (same memory, geometry and CPU), for a writer that
+    /// keeps one next to its other per-buffer state and so saves a pointer hop per message.
+    ///
+    /// # Safety
+    ///
+    /// The copy must not be used after the memory behind `self` is gone: it carries the same
+    /// pointers, whose validity [`Buf::from_raw`]'s caller guaranteed only for as long as `self`
+    /// exists.
+    pub unsafe fn alias(&self) -> Buf {
+        Buf {
+            state: self.state,
+            padding: self.padding,
+            data: self.data,
+            geo: self.geo,
+            cpu: self.cpu,
+        }
+    }
+
     /// The control block.
     #[inline]
     pub fn state(&self) -> &BufState {

@@ -225,21 +225,23 @@ impl<C: ChannelCallbacks> MapHooks for Inner<C> {
 
 /// One buffer's writer side, detached from the channel's borrow: what
 /// [`Channel::write_with_max_unlocked`] finds by index, looked up once (see
-/// [`Channel::raw_writer`]).
+/// [`Channel::raw_writer`]). It holds its own view of the buffer, so a message goes from the
+/// writer straight to the buffer's control block.
 ///
 /// # Invariants
 ///
-/// `buf` and `env` point to a buffer of a channel and to that channel's shared state; both stay
-/// valid as long as any [`Channel`] handle of that channel exists (the buffers are owned by the
-/// state, which the handle keeps alive).
+/// `buf` is an alias of a buffer of a channel and `env` points to that channel's shared state;
+/// both stay valid as long as any [`Channel`] handle of that channel exists (the buffers'
+/// memory is owned by the state, which the handle keeps alive). `buf` is only used through the
+/// `unsafe` [`RawWriter::write_with_max`], whose contract includes that.
 pub struct RawWriter<C: ChannelCallbacks> {
-    buf: NonNull<Buf>,
+    buf: Buf,
     env: NonNull<Inner<C>>,
 }
 
-// SAFETY: a `RawWriter` is a pair of pointers to `Sync` data (`Buf` and `Inner<C>` are shared
-// between threads by the channel itself); using them is `unsafe` and carries the channel's
-// writer contract.
+// A `RawWriter` is a buffer view (`Send + Sync`) and a pointer to the channel's `Sync` shared
+// state; using them is `unsafe` and carries the channel's writer contract.
+// SAFETY: see above.
 unsafe impl<C: ChannelCallbacks> Send for RawWriter<C> {}
 // SAFETY: as above.
 unsafe impl<C: ChannelCallbacks> Sync for RawWriter<C> {}
@@ -254,13 +256,10 @@ impl<C: ChannelCallbacks> RawWriter<C> {
     /// buffer.
     #[inline(always)]
     pub unsafe fn write_with_max(&self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
-        // SAFETY: the channel is alive (caller's contract), so both pointers are valid (type
+        // The channel is alive (caller's contract), so the view and `env` are valid (type
         // invariant); exclusivity is the caller's contract too.
-        unsafe {
-            self.buf
-                .as_ref()
-                .write_with_max(self.env.as_ref(), max, fill)
-        }
+        // SAFETY: see above.
+        unsafe { self.buf.write_with_max(self.env.as_ref(), max, fill) }
     }
 }
 
@@ -636,8 +635,12 @@ impl<C: ChannelCallbacks> Channel<C> {
     /// emit slot). `None` if `index` has no buffer.
     pub fn raw_writer(&self, index: usize) -> Option<RawWriter<C>> {
         let m = self.inner.bufs.get(index)?;
+        // The alias is used only while the channel is alive (`RawWriter`'s invariant and
+        // `write_with_max`'s contract).
+        // SAFETY: see above.
+        let buf = unsafe { m.buf().alias() };
         Some(RawWriter {
-            buf: NonNull::from(m.buf()),
+            buf,
             env: NonNull::from(&*self.inner),
         })
     }
