@@ -17,7 +17,7 @@ use crate::cursor::{unzigzag, Cursor, ReadError};
 use crate::metadata::{Callsite, CallsiteKind, Metadata};
 use crate::snapshot::{self, SlotPlan};
 use crate::stats::{Stats, WarningKind};
-use crate::value::{check_args, decode_value_ref, Value};
+use crate::value::{check_args, decode_value_ref, varints_fit, Value};
 
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -295,6 +295,15 @@ pub(crate) fn decode_frame<'m, 'd>(
             stats.skipped_frames += 1;
             return Ok((None, end));
         };
+        // The common case first: a few short varints, checked in one word.
+        let pstart = end - payload.len();
+        let word = data
+            .get(pstart..pstart + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes);
+        if word.is_some_and(|w| varints_fit(types, payload.len(), w)) {
+            return Ok((Some((ts_raw, cs, payload)), end));
+        }
         match check_args(types, payload) {
             Ok(0) => {}
             Ok(left) => {
