@@ -180,14 +180,14 @@ impl<'a> RefMerge<'a> {
         if let Some(i) = self.taken {
             // A run of one source (the common case when one CPU holds most records): its next
             // decoded record, older than every other head, wins again. Its key is below the
-            // key of every other subtree's winner, so the tree still names it: no replay.
+            // key of every other subtree's winner, so the tree still names it: no replay. Only
+            // its counter moves; the key, which nothing reads meanwhile, is set when the run
+            // ends (`advance`).
             let p = self.pos[i] + 1;
-            if let Some(r) = self.bufs[i].get(p) {
-                if r.ts_raw() < self.bar {
-                    self.pos[i] = p;
-                    self.set_key(i);
-                    return self.bufs[i].get(p);
-                }
+            if self.bufs[i].get(p).is_some_and(|r| r.ts_raw() < self.bar) {
+                self.pos[i] = p;
+                self.counters[i] += 1;
+                return self.bufs[i].get(p);
             }
             self.taken = None;
             self.advance(i);
