@@ -99,27 +99,14 @@ impl<'a> Cursor<'a> {
                 }
             }
         }
-        // Up to 8 bytes at once when 8 are there: the first byte without the continuation bit
-        // ends the varint; its 7-bit groups are gathered with shifts and masks.
+        // Up to 8 bytes at once when 8 are there.
         if let Some(w) = self
             .b
             .get(self.pos..self.pos.wrapping_add(8))
             .and_then(|s| <[u8; 8]>::try_from(s).ok())
         {
-            let x = u64::from_le_bytes(w);
-            let stops = !x & 0x8080_8080_8080_8080;
-            if stops != 0 {
-                let bits = stops.trailing_zeros() + 1;
-                let x = if bits == 64 { x } else { x & ((1 << bits) - 1) };
-                let v = (x & 0x7f)
-                    | (x >> 1 & 0x3f80)
-                    | (x >> 2 & 0x1f_c000)
-                    | (x >> 3 & 0xfe0_0000)
-                    | (x >> 4 & 0x7_f000_0000)
-                    | (x >> 5 & 0x3f8_0000_0000)
-                    | (x >> 6 & 0x1_fc00_0000_0000)
-                    | (x >> 7 & 0xfe_0000_0000_0000);
-                self.pos += (bits / 8) as usize;
+            if let Some((v, n)) = word_varint(u64::from_le_bytes(w)) {
+                self.pos += n;
                 return Ok(v);
             }
         }
@@ -141,6 +128,23 @@ impl<'a> Cursor<'a> {
         }
         Err(ReadError::Overflow)
     }
+}
+
+/// The varint at the start of `x` (8 bytes, little-endian) and its length in bytes, if it ends
+/// within them: the first byte without the continuation bit ends it.
+#[inline(always)]
+pub(crate) fn word_varint(x: u64) -> Option<(u64, usize)> {
+    let stops = !x & 0x8080_8080_8080_8080;
+    if stops == 0 {
+        return None;
+    }
+    // The varint's bytes (up to its first stop bit), their 7-bit groups gathered pairwise:
+    // bytes into 14-bit halves of 16-bit lanes, those into 28 bits of 32, then 56 of 64.
+    let x = x & (stops ^ (stops - 1));
+    let x = (x & 0x007f_007f_007f_007f) | (x >> 1 & 0x3f80_3f80_3f80_3f80);
+    let x = (x & 0x0000_3fff_0000_3fff) | (x >> 2 & 0x0fff_c000_0fff_c000);
+    let x = (x & 0x0fff_ffff) | (x >> 4 & 0x00ff_ffff_f000_0000);
+    Some((x, (stops.trailing_zeros() / 8 + 1) as usize))
 }
 
 /// Inverse of zigzag: `0, 1, 2, 3, ...` → `0, -1, 1, -2, ...`.

@@ -17,8 +17,12 @@ use klog::ArgType;
 
 use crate::error::Error;
 use crate::metadata::{Callsite, CallsiteKind, Metadata};
-use crate::num::{write_i64, write_seconds, write_u128, write_u64, Padded};
+use crate::num::{
+    put_fraction, seconds_head, split_seconds, write_i64, write_seconds, write_u128, write_u64,
+    Padded,
+};
 use crate::output::{base64, clamp_ns, Filter, Format, JsonValue, Written, JSON_SAFE};
+use crate::render::PutPlan;
 use crate::stream::{EventRef, RecordRef};
 use crate::timestamps::{ClockConv, FastClock};
 use crate::trace::RefRecords;
@@ -32,6 +36,11 @@ struct Entry {
     addr: usize,
     /// The constant part of its lines.
     prefix: Padded,
+    /// Text: the callsite's template compiled for [`LineRenderer::text_put`], if it can be.
+    plan: Option<PutPlan>,
+    /// Text with a `plan`: per CPU, what follows the time up to the first argument
+    /// (`] cpuN LEVEL target: ` and the template's lead), built when first needed.
+    heads: Vec<Option<Padded>>,
 }
 
 /// Renders [`RecordRef`]s as text or JSON lines.
@@ -45,6 +54,9 @@ pub struct LineRenderer {
     entries: Vec<Entry>,
     /// Index of the last callsite looked up (consecutive events often share one).
     last: usize,
+    /// The whole seconds of the last text time and their columns ([`seconds_head`]): they
+    /// change once a second.
+    secs: (u64, u64),
     scratch: String,
     msg: Vec<u8>,
 }
@@ -62,10 +74,16 @@ impl LineRenderer {
             } else {
                 text_prefix(cs)
             };
+            let plan = match (json, cs.kind, &cs.arg_types) {
+                (false, CallsiteKind::Fmt, Some(types)) => cs.template.put_plan(types),
+                _ => None,
+            };
             ids.push(cs.id);
             entries.push(Entry {
                 addr: cs as *const Callsite as usize,
                 prefix: Padded::new(&p),
+                plan,
+                heads: Vec::new(),
             });
         }
         LineRenderer {
@@ -75,6 +93,7 @@ impl LineRenderer {
             ids,
             entries,
             last: 0,
+            secs: (u64::MAX, 0),
             scratch: String::new(),
             msg: Vec::new(),
         }
@@ -119,10 +138,26 @@ impl LineRenderer {
     /// trace's first record's.
     #[inline]
     pub fn render(&mut self, rec: &RecordRef<'_>, ns: i128, origin: i128, out: &mut Vec<u8>) {
+        let mut b = LineBuf::from(std::mem::take(out));
+        self.render_buf(rec, ns, origin, &mut b);
+        *out = b.into_vec();
+    }
+
+    /// [`LineRenderer::render`] into a [`LineBuf`].
+    #[inline]
+    fn render_buf(&mut self, rec: &RecordRef<'_>, ns: i128, origin: i128, out: &mut LineBuf) {
         if self.json {
-            self.json_line(rec, ns, out)
+            out.append(|v| self.json_line(rec, ns, v))
         } else {
-            self.text_line(rec, if self.absolute { ns } else { ns - origin }, out)
+            let shown = if self.absolute { ns } else { ns - origin };
+            if let RecordRef::Event(e) = rec {
+                if let Some(i) = self.find(e.callsite) {
+                    if self.text_put(i, e, shown, out) {
+                        return;
+                    }
+                }
+            }
+            out.append(|v| self.text_line(rec, shown, v))
         }
     }
 
@@ -164,6 +199,56 @@ impl LineRenderer {
             }
         }
         out.push(b'\n');
+    }
+
+    /// Appends the text line of an event of callsite entry `i` if it has a plan, the time fits
+    /// the column and the arguments decode as the plan expects; `false` (and nothing
+    /// appended) otherwise, for the general path.
+    #[inline]
+    fn text_put(&mut self, i: usize, e: &EventRef<'_>, shown: i128, out: &mut LineBuf) -> bool {
+        let Some((whole, frac)) = split_seconds(shown) else {
+            return false;
+        };
+        let Some(entry) = self.entries.get_mut(i) else {
+            return false;
+        };
+        let Some(plan) = &entry.plan else {
+            return false;
+        };
+        let cpu = usize::from(e.cpu);
+        if entry.heads.get(cpu).is_none_or(|h| h.is_none()) {
+            if cpu >= MAX_HEADS {
+                return false;
+            }
+            let mut h = b"] cpu".to_vec();
+            write_u64(&mut h, cpu as u64);
+            h.push(b' ');
+            h.extend_from_slice(&text_prefix(e.callsite));
+            h.extend_from_slice(&plan.lead);
+            if entry.heads.len() <= cpu {
+                entry.heads.resize(cpu + 1, None);
+            }
+            entry.heads[cpu] = Some(Padded::new(&h));
+        }
+        let Some(Some(head)) = entry.heads.get(cpu) else {
+            return false;
+        };
+        if self.secs.0 != whole {
+            self.secs = (whole, seconds_head(whole));
+        }
+        // The whole line into a window of its largest size, then kept to its length.
+        let d = out.room(17 + head.room() + plan.room + 1);
+        d[0] = b'[';
+        if let Ok(t) = <&mut [u8; 16]>::try_from(&mut d[1..17]) {
+            put_fraction(t, self.secs.1, frac);
+        }
+        let at = head.put(d, 17);
+        let Some(at) = plan.put(e.payload, d, at) else {
+            return false;
+        };
+        d[at] = b'\n';
+        out.commit(at + 1);
+        true
     }
 
     fn json_line(&mut self, rec: &RecordRef<'_>, ns: i128, out: &mut Vec<u8>) {
@@ -227,6 +312,66 @@ impl LineRenderer {
             json_value(out, v);
         }
         out.push(b']');
+    }
+}
+
+/// CPUs below this have their line heads cached (per callsite); others take the general path.
+const MAX_HEADS: usize = 1024;
+
+/// Output bytes followed by initialized room: the fast text path writes a line into the room
+/// in place and keeps what it wrote, so that filling the room with zeros is paid once per
+/// chunk, not once per line. The general path appends to the `Vec` ([`LineBuf::vec`]).
+#[derive(Debug, Default)]
+struct LineBuf {
+    /// The output is `buf[..len]`; the rest is room.
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl LineBuf {
+    fn from(buf: Vec<u8>) -> LineBuf {
+        LineBuf {
+            len: buf.len(),
+            buf,
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
+
+    /// `n` bytes of room after the output (their contents unspecified).
+    #[inline]
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let end = self.len + n;
+        if self.buf.len() < end {
+            // Room for the next few lines too (the general path drops the room).
+            self.buf.resize(end + 512, 0);
+        }
+        &mut self.buf[self.len..end]
+    }
+
+    /// Keeps the first `n` bytes of the room as output.
+    #[inline]
+    fn commit(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.buf.len());
+    }
+
+    /// Appends with `f` to the output as a `Vec` (the room is dropped).
+    #[inline]
+    fn append(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        self.buf.truncate(self.len);
+        f(&mut self.buf);
+        self.len = self.buf.len();
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
     }
 }
 
@@ -395,7 +540,7 @@ fn serial<'a, W: Write>(
     w: &mut W,
     mut tick: impl FnMut(u64),
 ) -> Result<Written, Error> {
-    let mut out = Vec::with_capacity(CHUNK + 4096);
+    let mut out = LineBuf::from(Vec::with_capacity(CHUNK + 4096));
     let mut n = Written::default();
     let mut origin = None;
     let all = filter.is_empty();
@@ -410,13 +555,13 @@ fn serial<'a, W: Write>(
             continue;
         }
         n.shown += 1;
-        r.render(rec, ns, origin, &mut out);
-        if out.len() >= CHUNK {
-            w.write_all(&out).map_err(Error::Output)?;
+        r.render_buf(rec, ns, origin, &mut out);
+        if out.len >= CHUNK {
+            w.write_all(out.bytes()).map_err(Error::Output)?;
             out.clear();
         }
     }
-    w.write_all(&out).map_err(Error::Output)?;
+    w.write_all(out.bytes()).map_err(Error::Output)?;
     Ok(n)
 }
 
@@ -425,14 +570,14 @@ struct Job<'a> {
     seq: u64,
     origin: i128,
     recs: Vec<RecordRef<'a>>,
-    out: Vec<u8>,
+    out: LineBuf,
 }
 
 fn render_job(r: &mut LineRenderer, job: &mut Job<'_>) {
     job.out.clear();
     for rec in &job.recs {
         let ns = r.to_ns(rec.ts_raw());
-        r.render(rec, ns, job.origin, &mut job.out);
+        r.render_buf(rec, ns, job.origin, &mut job.out);
     }
 }
 
@@ -447,7 +592,7 @@ impl<'a> Reorder<'a> {
     fn put<W: Write>(&mut self, job: Job<'a>, w: &mut W) -> Result<(), Error> {
         self.ready.insert(job.seq, job);
         while let Some(mut j) = self.ready.remove(&self.next) {
-            w.write_all(&j.out).map_err(Error::Output)?;
+            w.write_all(j.out.bytes()).map_err(Error::Output)?;
             self.next += 1;
             j.recs.clear();
             self.free.push(j);
@@ -518,7 +663,7 @@ fn parallel<'a, W: Write>(
                 seq,
                 origin,
                 recs: Vec::with_capacity(BATCH),
-                out: Vec::with_capacity(BATCH * 128),
+                out: LineBuf::from(Vec::with_capacity(BATCH * 128)),
             },
         };
         let mut cur: Option<Job<'a>> = None;

@@ -98,6 +98,9 @@ pub struct RefMerge<'a> {
     leaves: usize,
     /// The source whose head was returned last (advanced on the next call).
     taken: Option<usize>,
+    /// The smallest timestamp of the other sources' heads when the tree last chose `taken`
+    /// (`u64::MAX` if they are exhausted): while its next record is older, it wins again.
+    bar: u64,
 }
 
 impl<'a> RefMerge<'a> {
@@ -114,6 +117,7 @@ impl<'a> RefMerge<'a> {
             tree: vec![n as u32; 2 * leaves],
             leaves,
             taken: None,
+            bar: 0,
         };
         for i in 0..n {
             m.tree[leaves + i] = i as u32;
@@ -143,7 +147,7 @@ impl<'a> RefMerge<'a> {
         self.pos[i] = 0;
     }
 
-    #[inline]
+    #[inline(always)]
     fn set_key(&mut self, i: usize) {
         self.keys[i] = match self.bufs[i].get(self.pos[i]) {
             Some(r) => {
@@ -173,13 +177,41 @@ impl<'a> RefMerge<'a> {
     /// The next record in timestamp order, in place (valid until the next call).
     #[inline]
     pub fn next_in_place(&mut self) -> Option<&RecordRef<'a>> {
-        if let Some(i) = self.taken.take() {
+        if let Some(i) = self.taken {
+            // A run of one source (the common case when one CPU holds most records): its next
+            // decoded record, older than every other head, wins again. Its key is below the
+            // key of every other subtree's winner, so the tree still names it: no replay. Only
+            // its counter moves; the key, which nothing reads meanwhile, is set when the run
+            // ends (`advance`).
+            let p = self.pos[i] + 1;
+            if self.bufs[i].get(p).is_some_and(|r| r.ts_raw() < self.bar) {
+                self.pos[i] = p;
+                self.counters[i] += 1;
+                return self.bufs[i].get(p);
+            }
+            self.taken = None;
             self.advance(i);
         }
         let w = *self.tree.get(1)? as usize;
+        self.bar = self.runner_up(w);
         let r = self.bufs.get(w)?.get(*self.pos.get(w)?)?;
         self.taken = Some(w);
         Some(r)
+    }
+
+    /// The smallest timestamp of the heads of the sources other than the winner `w`: the
+    /// winners of the subtrees beside its leaf-to-root path.
+    fn runner_up(&self, w: usize) -> u64 {
+        let mut bar = u64::MAX;
+        let mut k = self.leaves + w;
+        while k > 1 {
+            let (done, ts, ..) = self.keys[self.tree[k ^ 1] as usize];
+            if !done {
+                bar = bar.min(ts);
+            }
+            k /= 2;
+        }
+        bar
     }
 
     /// The next record in timestamp order.

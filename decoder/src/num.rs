@@ -1,62 +1,91 @@
-//! Decimal digits without `fmt`: integers two digits at a time from a table, and the text
+//! Decimal digits without `fmt`: eight digits at a time in one register (SWAR), and the text
 //! output's timestamp column. The tests compare them with `format!`.
 
-/// "00" "01" .. "99".
-const PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
+/// `v < 10^8` as exactly 8 ASCII digits, the first digit in the lowest byte (SWAR: the
+/// halves, quarters and digits are split in the lanes of one register, no table, no loop).
 #[inline(always)]
-fn pair(n: u64) -> [u8; 2] {
-    let i = (n as usize % 100) * 2;
-    [PAIRS[i], PAIRS[i + 1]]
+fn digits8(v: u32) -> u64 {
+    let v = u64::from(v);
+    // Two 32-bit lanes of 4 digits; `* 10486 >> 20` is `/ 100` below 10^4.
+    let x = (v / 10_000) | ((v % 10_000) << 32);
+    let y = ((x * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    // Four 16-bit lanes of 2 digits; `* 103 >> 10` is `/ 10` below 100.
+    let x = y | (x - y * 100) << 16;
+    let y = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    let x = y | (x - y * 10) << 8;
+    x | ZEROS
 }
 
-/// Writes `v < 10^8` as exactly 8 digits (two independent halves: more parallel work than a
-/// chain of divisions by 100).
+/// Eight ASCII `'0'`s.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// The digits of `0 < v < 10^8` ([`digits8`] without the leading zeros, still in the lowest
+/// bytes) and how many there are.
 #[inline(always)]
-fn write8(d: &mut [u8], v: u32) {
-    let (hi, lo) = (v / 10_000, v % 10_000);
-    d[0..2].copy_from_slice(&pair(u64::from(hi / 100)));
-    d[2..4].copy_from_slice(&pair(u64::from(hi % 100)));
-    d[4..6].copy_from_slice(&pair(u64::from(lo / 100)));
-    d[6..8].copy_from_slice(&pair(u64::from(lo % 100)));
+fn digits8_trimmed(v: u32) -> (u64, usize) {
+    let x = digits8(v);
+    // Leading zeros are the low bytes equal to '0'; v > 0 leaves a nonzero byte.
+    let zeros = ((x ^ ZEROS).trailing_zeros() / 8) as usize;
+    (x >> (8 * zeros), 8 - zeros)
+}
+
+/// Room [`put_u64`] needs after its position (it stores whole 8-byte words).
+pub(crate) const U64_ROOM: usize = 24;
+
+/// Writes the decimal digits of `v` at `d[at..]`, which must have [`U64_ROOM`] bytes (bytes
+/// after the digits are overwritten); returns the position after them.
+#[inline(always)]
+pub(crate) fn put_u64(d: &mut [u8], at: usize, v: u64) -> usize {
+    if v < 10 {
+        d[at] = b'0' + v as u8;
+        return at + 1;
+    }
+    if v < E8 {
+        let (x, n) = digits8_trimmed(v as u32);
+        d[at..at + 8].copy_from_slice(&x.to_le_bytes());
+        return at + n;
+    }
+    put_u64_long(d, at, v)
+}
+
+const E8: u64 = 100_000_000;
+
+/// [`put_u64`] of `v >= 10^8` (out of line: the common short numbers stay small inline).
+#[inline(never)]
+fn put_u64_long(d: &mut [u8], at: usize, v: u64) -> usize {
+    let mut put = |at: usize, x: u64| d[at..at + 8].copy_from_slice(&x.to_le_bytes());
+    let (hi, lo) = (v / E8, (v % E8) as u32);
+    let at = if hi < E8 {
+        let (x, n) = digits8_trimmed(hi as u32);
+        put(at, x);
+        at + n
+    } else {
+        // v >= 10^16: at most 4 more leading digits.
+        let (top, mid) = ((hi / E8) as u32, (hi % E8) as u32);
+        let (x, n) = digits8_trimmed(top);
+        put(at, x);
+        put(at + n, digits8(mid));
+        at + n + 8
+    };
+    put(at, digits8(lo));
+    at + 8
+}
+
+/// [`put_u64`] of `v` with a `-` if negative (`U64_ROOM + 1` bytes).
+#[inline]
+pub(crate) fn put_i64(d: &mut [u8], at: usize, v: i64) -> usize {
+    d[at] = b'-';
+    put_u64(d, at + usize::from(v < 0), v.unsigned_abs())
 }
 
 /// Appends the decimal digits of `v`.
 #[inline]
 pub(crate) fn write_u64(out: &mut Vec<u8>, v: u64) {
-    if v < 10 {
-        out.push(b'0' + v as u8);
-        return;
-    }
-    let n = v.ilog10() as usize + 1;
     // A fixed-size append (no memcpy call), the digits written in place, the rest cut off.
     let start = out.len();
-    out.extend_from_slice(&[0u8; 20]);
-    let d = &mut out[start..start + n];
-    let mut i = n;
-    let mut v = v;
-    while v >= 100_000_000 {
-        i -= 8;
-        write8(&mut d[i..i + 8], (v % 100_000_000) as u32);
-        v /= 100_000_000;
-    }
-    let mut v = v as u32;
-    while v >= 100 {
-        i -= 2;
-        d[i..i + 2].copy_from_slice(&pair(u64::from(v % 100)));
-        v /= 100;
-    }
-    if v >= 10 {
-        d[..2].copy_from_slice(&pair(u64::from(v)));
-    } else {
-        d[0] = b'0' + v as u8;
-    }
-    out.truncate(start + n);
+    out.extend_from_slice(&[0u8; U64_ROOM]);
+    let end = put_u64(&mut out[start..], 0, v);
+    out.truncate(start + end);
 }
 
 /// Bytes kept with zero padding to whole 32-byte blocks, so that they are appended with
@@ -81,6 +110,21 @@ impl Padded {
                 .collect(),
             len: b.len(),
         }
+    }
+
+    /// The bytes [`Padded::put`] writes (whole blocks).
+    pub(crate) fn room(&self) -> usize {
+        self.blocks.len() * 32
+    }
+
+    /// Writes the bytes at `d[at..]`, which must have [`Padded::room`] bytes (the rest of the
+    /// last block is overwritten); returns the position after them.
+    #[inline]
+    pub(crate) fn put(&self, d: &mut [u8], at: usize) -> usize {
+        for (i, b) in self.blocks.iter().enumerate() {
+            d[at + 32 * i..at + 32 * (i + 1)].copy_from_slice(b);
+        }
+        at + self.len
     }
 
     #[inline]
@@ -115,37 +159,71 @@ pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
 /// [`crate::timestamps::format_seconds`] appends to a `String`).
 #[inline]
 pub(crate) fn write_seconds(out: &mut Vec<u8>, ns: i128) {
-    // Fewer than 10^5 seconds (the usual 16 columns): written in place. Longer traces take
-    // the general formatter.
-    let (secs, frac) = match u64::try_from(ns.unsigned_abs()) {
-        Ok(a) if a / 1_000_000_000 < 100_000 => (a / 1_000_000_000, a % 1_000_000_000),
-        _ => {
-            let mut s = String::new();
-            crate::timestamps::format_seconds(&mut s, ns);
-            out.extend_from_slice(s.as_bytes());
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 16]);
+    if let Ok(d) = <&mut [u8; 16]>::try_from(&mut out[start..]) {
+        if put_seconds(d, ns) {
             return;
         }
-    };
-    let start = out.len();
-    out.extend_from_slice(&[b' '; 16]);
-    if let Ok(d) = <&mut [u8; 16]>::try_from(&mut out[start..]) {
-        d[7] = b'0' + (frac / 100_000_000) as u8;
-        write8(&mut d[8..16], (frac % 100_000_000) as u32);
-        d[6] = b'.';
-        let mut s = secs;
-        let mut i = 6;
-        loop {
-            i -= 1;
-            d[i] = b'0' + (s % 10) as u8;
-            s /= 10;
-            if s == 0 {
-                break;
-            }
-        }
-        if ns < 0 {
-            d[i - 1] = b'-';
-        }
     }
+    // 10^5 seconds and more: the general formatter.
+    out.truncate(start);
+    let mut s = String::new();
+    crate::timestamps::format_seconds(&mut s, ns);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// [`write_seconds`] into `d` for `|ns| < 10^14` (the usual 16 columns); `false` (and `d`
+/// unspecified) for longer times.
+#[inline(always)]
+pub(crate) fn put_seconds(d: &mut [u8; 16], ns: i128) -> bool {
+    let Some((whole, frac)) = split_seconds(ns) else {
+        return false;
+    };
+    put_fraction(d, seconds_head(whole), frac);
+    true
+}
+
+/// `|ns| < 10^14` as `(whole, nanoseconds)`, `whole` being the seconds times 2, plus 1 if `ns`
+/// is negative: what the first 7 columns show ([`seconds_head`]).
+#[inline(always)]
+pub(crate) fn split_seconds(ns: i128) -> Option<(u64, u32)> {
+    const E9: u64 = 1_000_000_000;
+    let a = match u64::try_from(ns.unsigned_abs()) {
+        Ok(a) if a < 100_000 * E9 => a,
+        _ => return None,
+    };
+    Some((a / E9 * 2 + u64::from(ns < 0), (a % E9) as u32))
+}
+
+/// The first 7 columns for `whole` of [`split_seconds`] (the seconds right-aligned in 6, a
+/// `-` before them if negative, then `.`), in the low 7 bytes of a word.
+#[inline(always)]
+pub(crate) fn seconds_head(whole: u64) -> u64 {
+    let secs = (whole / 2) as u32;
+    // The last 6 of 8 digits of secs, the leading zeros but the last made spaces.
+    let x = digits8(secs) >> 16;
+    let n = if secs == 0 {
+        1
+    } else {
+        8 - ((digits8(secs) ^ ZEROS).trailing_zeros() / 8) as usize
+    };
+    let pad = 8 * (6 - n);
+    let mask = (1u64 << pad) - 1;
+    let mut w = (x & !mask) | (0x2020_2020_2020_2020 & mask);
+    if whole & 1 == 1 {
+        w = w & !(0xff << (pad - 8)) | u64::from(b'-') << (pad - 8);
+    }
+    w | u64::from(b'.') << 48
+}
+
+/// The 16 columns: `head` of [`seconds_head`], then the 9 decimals of `frac` nanoseconds.
+#[inline(always)]
+pub(crate) fn put_fraction(d: &mut [u8; 16], head: u64, frac: u32) {
+    let (f0, frac) = (frac / 100_000_000, frac % 100_000_000);
+    let w = head | (u64::from(b'0') + u64::from(f0)) << 56;
+    d[..8].copy_from_slice(&w.to_le_bytes());
+    d[8..].copy_from_slice(&digits8(frac).to_le_bytes());
 }
 
 #[cfg(test)]
@@ -183,6 +261,26 @@ mod tests {
     }
 
     #[test]
+    fn digits8_matches_format() {
+        // All of the low range, then a stride through the rest and the edges of each length.
+        let edges = (0..9).flat_map(|p| {
+            let x = 10u32.pow(p);
+            [x - 1, x, x + 1]
+        });
+        for v in (0..2_000_000)
+            .chain((0..100_000_000).step_by(9973))
+            .chain(edges)
+        {
+            let v = v.min(99_999_999);
+            assert_eq!(digits8(v).to_le_bytes(), *format!("{v:08}").as_bytes());
+            if v > 0 {
+                let (x, n) = digits8_trimmed(v);
+                assert_eq!(&x.to_le_bytes()[..n], v.to_string().as_bytes());
+            }
+        }
+    }
+
+    #[test]
     fn padded_appends_exactly() {
         for n in [0, 1, 31, 32, 33, 64, 100] {
             let b: Vec<u8> = (0..n).map(|i| i as u8 + 1).collect();
@@ -212,6 +310,15 @@ mod tests {
         for p in 0..20 {
             let x = 10i128.pow(p);
             cases.extend([x - 1, x, x + 1, -x]);
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Every count of second digits, both signs.
+            let ns = i128::from(x >> (x % 64) >> 10);
+            cases.extend([ns, -ns]);
         }
         for ns in cases {
             let mut want = String::new();

@@ -19,7 +19,7 @@ use klog::fmtspec::{Align, ArgRef, FmtType, Parser, Piece, Sign, Spec};
 use klog::ArgType;
 
 use crate::cursor::{unzigzag, Cursor, ReadError};
-use crate::num::{write_i64, write_u64, Padded};
+use crate::num::{put_i64, put_u64, write_i64, write_u64, Padded, U64_ROOM};
 use crate::value::{decode_value_ref, Value, ValueRef};
 
 /// A parsed format string, ready to render many events.
@@ -30,6 +30,39 @@ pub struct Template {
     /// The placeholders name arguments 0, 1, 2, ... in order, each once: the payload can be
     /// rendered while it is decoded, front to back ([`Template::render_payload`]).
     sequential: bool,
+}
+
+/// A template of literals and bare integer arguments, compiled for the fast text output
+/// ([`Template::put_plan`]): the literal before the first argument (for the caller to put in
+/// front), then each argument's kind and the literal after it.
+#[derive(Debug, Clone)]
+pub(crate) struct PutPlan {
+    pub(crate) lead: Vec<u8>,
+    /// (signed varint, the literal after the argument).
+    steps: Vec<(bool, Padded)>,
+    /// The bytes [`PutPlan::put`] may write (its output and the slack of its fixed-size stores).
+    pub(crate) room: usize,
+}
+
+impl PutPlan {
+    /// Writes the message for `payload` after its lead at `d[at..]` (which has `room` bytes)
+    /// and returns the position after it: what [`Template::render_payload`] appends after the
+    /// lead. `None` if an argument does not decode as a 64-bit varint (`render_payload` then
+    /// has the last word).
+    #[inline]
+    pub(crate) fn put(&self, payload: &[u8], d: &mut [u8], mut at: usize) -> Option<usize> {
+        let mut c = Cursor::new(payload);
+        for (signed, after) in &self.steps {
+            let v = c.varint().ok()?;
+            at = if *signed {
+                put_i64(d, at, unzigzag(v))
+            } else {
+                put_u64(d, at, v)
+            };
+            at = after.put(d, at);
+        }
+        Some(at)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +207,39 @@ impl Template {
             self.step(seg, types, &mut b, out, scratch, &mut ok);
         }
         ok
+    }
+
+    /// The template compiled for [`PutPlan::put`], if it is one that `put` renders with
+    /// arguments of `types`: only literals and bare `{}` of integers sent as 64-bit varints, in
+    /// order, qualify.
+    pub(crate) fn put_plan(&self, types: &[ArgType]) -> Option<PutPlan> {
+        if !self.sequential || self.error.is_some() {
+            return None;
+        }
+        let mut lead = Vec::new();
+        let mut steps: Vec<(bool, Vec<u8>)> = Vec::new();
+        for seg in &self.segs {
+            match seg {
+                Seg::Lit(l, _) => match steps.last_mut() {
+                    Some((_, after)) => after.extend_from_slice(l.as_bytes()),
+                    None => lead.extend_from_slice(l.as_bytes()),
+                },
+                Seg::Arg {
+                    index, bare: true, ..
+                } => match types.get(*index) {
+                    Some(ArgType::Unsigned) => steps.push((false, Vec::new())),
+                    Some(ArgType::Signed) => steps.push((true, Vec::new())),
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        let steps: Vec<(bool, Padded)> = steps
+            .into_iter()
+            .map(|(signed, after)| (signed, Padded::new(&after)))
+            .collect();
+        let room = steps.iter().map(|(_, p)| 1 + U64_ROOM + p.room()).sum();
+        Some(PutPlan { lead, steps, room })
     }
 
     /// Renders one segment of a sequential template, taking its argument (if any) from the

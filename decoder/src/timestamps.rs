@@ -175,7 +175,7 @@ pub struct FastClock {
     conv: ClockConv,
     lin: Option<Lin>,
     /// The last raw value converted incrementally, with its quotient and remainder.
-    last: Option<(u64, u128, u64)>,
+    last: Option<(u64, u64, u64)>,
 }
 
 impl FastClock {
@@ -222,33 +222,41 @@ impl FastClock {
         if l.mul == l.div {
             return l.base + i128::from(raw - l.raw0);
         }
-        let (q, r) = match self.last {
+        // In 64 bits while the quotient fits (times within 584 years of the first clock
+        // record); beyond, `to_ns`.
+        let step = match self.last {
             Some((last, q, r)) if raw >= last => {
                 // (raw - raw0) * mul = q * div + r + (raw - last) * mul.
-                let t = u128::from(r) + u128::from(raw - last) * u128::from(l.mul);
-                match u64::try_from(t) {
-                    Ok(t) => {
+                (raw - last)
+                    .checked_mul(l.mul)
+                    .and_then(|t| t.checked_add(r))
+                    .and_then(|t| {
                         let (dq, dr) = div_small(t, l.div, l.inv);
-                        (q + u128::from(dq), dr)
-                    }
-                    Err(_) => full(l, raw),
-                }
+                        Some((q.checked_add(dq)?, dr))
+                    })
             }
-            _ => full(l, raw),
+            _ => None,
         };
-        self.last = Some((raw, q, r));
-        match i128::try_from(q) {
-            Ok(q) => l.base.saturating_add(q),
-            Err(_) => self.conv.to_ns(raw),
+        match step.or_else(|| full(l, raw)) {
+            Some((q, r)) => {
+                self.last = Some((raw, q, r));
+                // base is a u64 and q < 2^64: the sum does not overflow.
+                l.base + i128::from(q)
+            }
+            None => {
+                self.last = None;
+                self.conv.to_ns(raw)
+            }
         }
     }
 }
 
+/// The quotient and remainder of `(raw - raw0) * mul / div`, if the quotient fits 64 bits.
 #[cold]
-fn full(l: Lin, raw: u64) -> (u128, u64) {
+fn full(l: Lin, raw: u64) -> Option<(u64, u64)> {
     let p = u128::from(raw - l.raw0) * u128::from(l.mul);
     let d = u128::from(l.div);
-    (p / d, (p % d) as u64)
+    Some((u64::try_from(p / d).ok()?, (p % d) as u64))
 }
 
 /// `(t / div, t % div)` with the reciprocal `inv` of [`Lin`].
@@ -301,6 +309,10 @@ mod tests {
             vec![rec(5000, 3000, 1), rec(1000, 9000, 1)],
             vec![rec(1, 1, 1), rec(3, u64::MAX, 1)],
             vec![rec(100, 100, 7), rec(200, 200, 7)],
+            // Quotients that outgrow 64 bits within few raw values.
+            vec![rec(7, 3, 1)],
+            vec![rec(0, 0, 3), rec(5, u64::MAX / 2, 3)],
+            vec![rec(1 << 40, 1 << 62, 7), rec((1 << 40) + 1000, u64::MAX, 7)],
         ];
         let mut seed = 0x1234_5678_9abc_def1;
         for clocks in sets {
@@ -319,6 +331,29 @@ mod tests {
             }
             for raw in [0, 1, u64::MAX, u64::MAX - 1, 1 << 63] {
                 assert_eq!(fast.to_ns(raw), conv.to_ns(raw), "{clocks:?} raw {raw}");
+            }
+            // Small steps across the raw value where the quotient outgrows 64 bits (the end of
+            // the incremental path), and back.
+            if let (Some(first), Some(l)) = (clocks.first(), fast.lin) {
+                let q = |raw: u64| u128::from(raw - l.raw0) * u128::from(l.mul) / u128::from(l.div);
+                if q(u64::MAX) > u128::from(u64::MAX) {
+                    let (mut lo, mut hi) = (first.raw.max(l.raw0), u64::MAX);
+                    while lo < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        if q(mid) > u128::from(u64::MAX) {
+                            hi = mid;
+                        } else {
+                            lo = mid + 1;
+                        }
+                    }
+                    for start in [lo.saturating_sub(3000), lo.saturating_sub(3), lo] {
+                        let mut raw = start;
+                        for _ in 0..2000 {
+                            assert_eq!(fast.to_ns(raw), conv.to_ns(raw), "{clocks:?} raw {raw}");
+                            raw = raw.saturating_add(rng(&mut seed) % 4);
+                        }
+                    }
+                }
             }
         }
     }

@@ -239,6 +239,32 @@ pub(crate) fn check_args(types: &[ArgType], mut b: &[u8]) -> Result<usize, ArgEr
     Ok(b.len())
 }
 
+/// The number of arguments of `types` if they are all integers sent as varints: the events
+/// whose payloads [`varints_fit`] can check.
+pub(crate) fn varint_args(types: &[ArgType]) -> Option<usize> {
+    types
+        .iter()
+        .all(|t| matches!(t, ArgType::Unsigned | ArgType::Signed))
+        .then_some(types.len())
+}
+
+/// Whether a payload of `len` bytes, whose first bytes are the low bytes of `word` (bytes past
+/// the payload are ignored), holds exactly `n` varints of at most 8 bytes: for types of which
+/// [`varint_args`] counts `n`, [`check_args`] then returns `Ok(0)`. Decided from the
+/// continuation bits without a per-argument decode; `false` means "ask `check_args`".
+#[inline(always)]
+pub(crate) fn varints_fit(n: usize, len: usize, word: u64) -> bool {
+    if len == 0 || len > 8 {
+        return false;
+    }
+    // The bytes that end a varint; there must be `n`, the last byte being one. Each varint is
+    // then at most 8 bytes, which `decode_value_ref` reads like this.
+    let stops = !word & 0x8080_8080_8080_8080 & (u64::MAX >> (64 - 8 * len));
+    // One bit per byte: the byte sum is the count (a multiply instead of a popcount loop).
+    let count = ((stops >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize;
+    count == n && stops >> (8 * len - 1) != 0
+}
+
 /// Decodes the arguments of an event: one value per type, in order. Returns the values and the
 /// bytes left over (a well-formed frame leaves none).
 pub fn decode_args<'a>(

@@ -13,17 +13,6 @@ use klog::Level;
 use klog_decode::output::{sink, write_records, Written};
 use klog_decode::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 const SUBBUF: usize = 512;
 
 fn defs() -> Vec<Def> {

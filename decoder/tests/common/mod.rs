@@ -13,6 +13,18 @@ pub mod golden;
 pub const MONO: u8 = 0;
 pub const TSC: u8 = 1;
 
+/// A xorshift64 generator for randomized tests (deterministic per seed).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 /// A callsite definition to put in the metadata.
 pub struct Def {
     pub id: u32,
