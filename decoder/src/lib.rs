@@ -18,7 +18,11 @@
 //! into [`Value`]s), [`RefMerge`] orders them with a winner tree over `(ts, cpu, ordinal)` keys,
 //! and [`write_lines`] renders each line straight from the payload bytes with per-callsite
 //! prefixes and compiled templates ([`Template::render_payload`]) — optionally on worker
-//! threads (`--jobs`), the calling thread decoding and merging. Decoding never panics on bad input: what is
+//! threads (`--jobs`), the calling thread decoding and merging. Within that path the common
+//! shapes have shortcuts that hand everything unusual to the general code, and tests compare
+//! the two: frames with a one-byte length and varint arguments are parsed from one 8-byte word
+//! (`stream::short_frame`), and text lines whose template is literals and bare `{}` of varint
+//! integers are written in one reserved window from a per-callsite plan (`render::PutPlan`). Decoding never panics on bad input: what is
 //! wrong is counted in [`Stats`] as warnings; only a trace that cannot be read at all (no
 //! metadata, unknown version, ...) is an [`Error`]. Other outputs (JSON, Chrome trace) and
 //! follow mode consume [`Trace::records`] / [`CpuStream`] the same way [`TextFormatter`] does.
