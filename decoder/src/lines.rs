@@ -29,7 +29,7 @@ use crate::trace::RefRecords;
 use crate::value::{decode_value_ref, ValueRef};
 
 /// What a [`LineRenderer`] builds once per callsite.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     /// The callsite's address (entries are looked up by id, then checked to be for the same
     /// definition).
@@ -44,7 +44,7 @@ struct Entry {
 }
 
 /// Renders [`RecordRef`]s as text or JSON lines.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LineRenderer {
     json: bool,
     absolute: bool,
@@ -320,7 +320,7 @@ const MAX_HEADS: usize = 1024;
 
 /// Output bytes followed by initialized room: the fast text path writes a line into the room
 /// in place and keeps what it wrote, so that filling the room with zeros is paid once per
-/// chunk, not once per line. The general path appends to the `Vec` ([`LineBuf::vec`]).
+/// chunk, not once per line. The general path appends to the `Vec` ([`LineBuf::append`]).
 #[derive(Debug, Default)]
 struct LineBuf {
     /// The output is `buf[..len]`; the rest is room.
@@ -520,20 +520,17 @@ pub fn write_lines<'a, W: Write>(
 ) -> Result<Written, Error> {
     // Each thread may hold a few batches: a bound on the threads is a bound on the memory.
     let jobs = jobs.min(MAX_JOBS);
+    let mut r = LineRenderer::new(meta, clock, format, absolute);
     let n = if jobs > 1 {
-        parallel(
-            meta, clock, records, format, absolute, filter, jobs, &mut w, tick,
-        )?
+        parallel(&mut r, records, filter, jobs, &mut w, tick)?
     } else {
-        let mut r = LineRenderer::new(meta, clock, format, absolute);
-        serial(meta, &mut r, records, filter, &mut w, tick)?
+        serial(&mut r, records, filter, &mut w, tick)?
     };
     w.flush().map_err(Error::Output)?;
     Ok(n)
 }
 
 fn serial<'a, W: Write>(
-    meta: &'a Metadata,
     r: &mut LineRenderer,
     records: &mut RefRecords<'a>,
     filter: &Filter,
@@ -551,7 +548,7 @@ fn serial<'a, W: Write>(
         if n.decoded % 4096 == 0 {
             tick(n.decoded);
         }
-        if !all && !filter.accepts_ref(meta, rec, ns, origin) {
+        if !all && !filter.accepts_ref(rec, ns, origin) {
             continue;
         }
         n.shown += 1;
@@ -601,13 +598,10 @@ impl<'a> Reorder<'a> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// [`write_lines`] with workers, each rendering with a copy of `r`.
 fn parallel<'a, W: Write>(
-    meta: &'a Metadata,
-    clock: ClockConv,
+    r: &mut LineRenderer,
     records: &mut RefRecords<'a>,
-    format: Format,
-    absolute: bool,
     filter: &Filter,
     jobs: usize,
     w: &mut W,
@@ -623,8 +617,8 @@ fn parallel<'a, W: Write>(
         for _ in 1..jobs {
             let done_tx = done_tx.clone();
             let job_rx = &job_rx;
+            let mut r = r.clone();
             sc.spawn(move || {
-                let mut r = LineRenderer::new(meta, clock, format, absolute);
                 loop {
                     // A worker that panicked cannot leave the receiver inconsistent: go on.
                     let next = match job_rx.lock() {
@@ -643,7 +637,6 @@ fn parallel<'a, W: Write>(
         // Owned by this closure: dropped on return (also on an error), which ends the workers.
         let job_tx = job_tx;
         let done_rx = done_rx;
-        let mut r = LineRenderer::new(meta, clock, format, absolute);
         let mut ro = Reorder {
             next: 0,
             ready: BTreeMap::new(),
@@ -679,7 +672,7 @@ fn parallel<'a, W: Write>(
                     Some(o) => o,
                     None => *origin.insert(r.to_ns(rec.ts_raw())),
                 };
-                if !all && !filter.accepts_ref(meta, &rec, r.to_ns(rec.ts_raw()), o) {
+                if !all && !filter.accepts_ref(&rec, r.to_ns(rec.ts_raw()), o) {
                     continue;
                 }
                 n.shown += 1;
@@ -698,7 +691,7 @@ fn parallel<'a, W: Write>(
                 // The workers are behind (or gone): render this batch here.
                 Err(mpsc::TrySendError::Full(mut job))
                 | Err(mpsc::TrySendError::Disconnected(mut job)) => {
-                    render_job(&mut r, &mut job);
+                    render_job(r, &mut job);
                     ro.put(job, w)?;
                 }
             }

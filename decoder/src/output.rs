@@ -76,16 +76,8 @@ impl Filter {
 
     /// Whether `rec` (at absolute time `ns`; the trace's first record at `origin`) is shown.
     pub fn accepts(&self, meta: &Metadata, rec: &Record, ns: i128, origin: i128) -> bool {
-        if let Some(cpus) = &self.cpus {
-            if !cpus.contains(&rec.cpu()) {
-                return false;
-            }
-        }
-        if self.since_ns.is_some() || self.until_ns.is_some() {
-            let t = if self.absolute { ns } else { ns - origin };
-            if self.since_ns.is_some_and(|s| t < s) || self.until_ns.is_some_and(|u| t > u) {
-                return false;
-            }
+        if !self.accepts_place(rec.cpu(), ns, origin) {
+            return false;
         }
         let Record::Event(e) = rec else {
             return true;
@@ -93,33 +85,25 @@ impl Filter {
         if self.max_level.is_none() && self.targets.is_empty() {
             return true;
         }
-        let Some(cs) = meta.callsite(e.callsite) else {
-            return false;
-        };
-        if self.max_level.is_some_and(|m| cs.level_raw > m) {
+        meta.callsite(e.callsite)
+            .is_some_and(|cs| self.accepts_callsite(cs))
+    }
+
+    /// [`Filter::accepts`] for a borrowed record (which carries its callsite).
+    pub fn accepts_ref(&self, rec: &RecordRef<'_>, ns: i128, origin: i128) -> bool {
+        if !self.accepts_place(rec.cpu(), ns, origin) {
             return false;
         }
-        self.targets.is_empty()
-            || self
-                .targets
-                .iter()
-                .any(|t| cs.module.starts_with(t.as_str()))
+        match rec {
+            RecordRef::Event(e) => self.accepts_callsite(e.callsite),
+            RecordRef::Lost(_) => true,
+        }
     }
-}
 
-impl Filter {
-    /// [`Filter::accepts`] for a borrowed record.
-    pub fn accepts_ref(
-        &self,
-        _meta: &Metadata,
-        rec: &RecordRef<'_>,
-        ns: i128,
-        origin: i128,
-    ) -> bool {
-        if let Some(cpus) = &self.cpus {
-            if !cpus.contains(&rec.cpu()) {
-                return false;
-            }
+    /// The CPU and time filters.
+    fn accepts_place(&self, cpu: u16, ns: i128, origin: i128) -> bool {
+        if self.cpus.as_ref().is_some_and(|cpus| !cpus.contains(&cpu)) {
+            return false;
         }
         if self.since_ns.is_some() || self.until_ns.is_some() {
             let t = if self.absolute { ns } else { ns - origin };
@@ -127,10 +111,11 @@ impl Filter {
                 return false;
             }
         }
-        let RecordRef::Event(e) = rec else {
-            return true;
-        };
-        let cs = e.callsite;
+        true
+    }
+
+    /// The level and target filters.
+    fn accepts_callsite(&self, cs: &Callsite) -> bool {
         if self.max_level.is_some_and(|m| cs.level_raw > m) {
             return false;
         }

@@ -382,7 +382,6 @@ pub fn unlink_where(mut pred: impl FnMut(*const Callsite) -> bool) {
                 break;
             }
             // This runs before a module's memory goes away.
-            // This runs before a module's memory goes away.
             // SAFETY: only `&'static Callsite`s of loaded modules are linked.
             let cs: &'static Callsite = unsafe { &*p };
             if pred(p) {

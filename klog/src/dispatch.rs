@@ -105,41 +105,11 @@ const FREE_SLOT: Slot = Slot {
 static SLOTS: [Slot; MAX_SLOTS] = [FREE_SLOT; MAX_SLOTS];
 /// Slots of the registered handler (0: none registered yet).
 static NSLOTS: AtomicUsize = AtomicUsize::new(0);
-/// A registered handler. The relay handler gets static dispatch, so a `klog!` statement's
-/// arguments are encoded by code inlined at the call site; other handlers go through the vtable.
-enum Registered {
-    Relay(Arc<RelayHandler>),
-    Dyn(Arc<dyn Handler>),
-}
-
-impl Registered {
-    fn slots(&self) -> usize {
-        match self {
-            Registered::Relay(h) => h.slots(),
-            Registered::Dyn(h) => h.slots(),
-        }
-        .min(MAX_SLOTS)
-    }
-
-    fn as_dyn(&self) -> &dyn Handler {
-        match self {
-            Registered::Relay(h) => &**h,
-            Registered::Dyn(h) => &**h,
-        }
-    }
-
-    fn into_dyn(self) -> Arc<dyn Handler> {
-        match self {
-            Registered::Relay(h) => h,
-            Registered::Dyn(h) => h,
-        }
-    }
-}
-
-/// The registered handler and its slot count: a leaked `Box`, null when none.
+/// The registered handler and its slot count: a leaked `Box`, null when none. (A relay
+/// handler is also reachable from the slots, for static dispatch: see [`Slot`].)
 struct Current {
     slots: usize,
-    handler: Registered,
+    handler: Arc<dyn Handler>,
 }
 
 static HANDLER: AtomicPtr<Current> = AtomicPtr::new(std::ptr::null_mut());
@@ -149,31 +119,24 @@ static REGISTRATION: Mutex<()> = Mutex::new(());
 /// Installs `handler`: from now on enabled callsites record into it. A [`RelayHandler`] is
 /// recognised and dispatched statically.
 pub fn register<H: Handler + 'static>(handler: Arc<H>) -> Result<(), RegisterError> {
-    let any: Arc<dyn Any + Send + Sync> = handler.clone();
-    let handler = match any.downcast::<RelayHandler>() {
-        Ok(relay) => Registered::Relay(relay),
-        Err(_) => Registered::Dyn(handler),
-    };
     let _g = REGISTRATION.lock().unwrap_or_else(|e| e.into_inner());
     if !HANDLER.load(Ordering::Acquire).is_null() {
         return Err(RegisterError::AlreadyRegistered);
     }
-    let slots = handler.slots();
+    let slots = handler.slots().min(MAX_SLOTS);
     if slots == 0 {
         return Err(RegisterError::NoSlots);
     }
     NSLOTS.store(slots, Ordering::Release);
-    if let Registered::Relay(r) = &handler {
+    // The handler lives in the `Arc` until `unregister` has cleared these pointers.
+    if let Some(r) = (&*handler as &dyn Any).downcast_ref::<RelayHandler>() {
         for (i, slot) in SLOTS[..slots].iter().enumerate() {
-            let fast = r.fast_slot(i).map_or(ptr::null(), |f| f as *const FastSlot);
-            let relay = if fast.is_null() {
-                ptr::null()
-            } else {
-                Arc::as_ptr(r)
-            };
-            set_relay(slot, relay, fast);
+            if let Some(fast) = r.fast_slot(i) {
+                set_relay(slot, r, fast);
+            }
         }
     }
+    let handler: Arc<dyn Handler> = handler;
     HANDLER.store(
         Box::into_raw(Box::new(Current { slots, handler })),
         Ordering::Release,
@@ -196,9 +159,9 @@ pub fn unregister() -> Option<Arc<dyn Handler>> {
     for slot in &SLOTS[..NSLOTS.load(Ordering::Acquire)] {
         set_relay(slot, ptr::null(), ptr::null());
     }
-    // SAFETY: `p` came from `Box::into_raw` in `register` and is no longer reachable: it was
-    // unpublished above and the grace period waited for every context that loaded it.
-    Some(unsafe { Box::from_raw(p) }.handler.into_dyn())
+    // `p` was unpublished above and the grace period waited for every context that loaded it.
+    // SAFETY: `p` came from `Box::into_raw` in `register` and is no longer reachable.
+    Some(unsafe { Box::from_raw(p) }.handler)
 }
 
 /// Sets `slot`'s relay handler pointers under its lock (waiting for the emitter holding it).
@@ -237,7 +200,7 @@ fn target<'a>(slot: &'a Slot, n: usize) -> Option<Target<'a>> {
         // SAFETY: see above.
         return Some(unsafe { Target::Relay(&*relay, fast.as_ref()) });
     }
-    loaded(n).map(|h| Target::Dyn(h.as_dyn()))
+    loaded(n).map(Target::Dyn)
 }
 
 /// Runs `f` with the event's target and a held slot, if a handler is registered.
@@ -264,12 +227,12 @@ fn with_slot(f: impl FnOnce(Target<'_>, usize)) {
 
 /// The handler, if registered and serving `n` slots.
 #[inline(always)]
-fn loaded<'a>(n: usize) -> Option<&'a Registered> {
+fn loaded<'a>(n: usize) -> Option<&'a dyn Handler> {
     let p = HANDLER.load(Ordering::Acquire);
     // SAFETY: a non-null pointer stays valid while we hold a slot (grace period in
     // `unregister`); the caller holds one for the lifetime it uses the reference.
     let c: &'a Current = unsafe { p.as_ref()? };
-    (c.slots == n).then_some(&c.handler)
+    (c.slots == n).then_some(&*c.handler)
 }
 
 /// [`with_slot`] for a context that interrupted its own thread's hold of slot `busy`: it must
@@ -289,7 +252,7 @@ fn with_other_slot(n: usize, busy: usize, f: impl FnOnce(Target<'_>, usize)) {
     }
     // The interrupted context on this thread holds `busy`, so the handler cannot go away.
     if let Some(h) = loaded(n) {
-        h.as_dyn().lost(busy);
+        h.lost(busy);
     }
 }
 
@@ -310,10 +273,11 @@ pub fn emit<A: Args>(cs: &'static Callsite, args: A) {
 /// Records a raw record for `cs` (called by `klog_raw!`).
 #[inline]
 pub fn emit_raw(cs: &'static Callsite, bytes: &[u8]) {
-    // SAFETY: `with_slot` holds emit slot `slot` while this runs.
+    // As in `emit`.
+    // SAFETY: see above.
     with_slot(|t, slot| unsafe {
         match t {
-            Target::Relay(r, _) => r.raw(slot, cs, bytes),
+            Target::Relay(r, fast) => r.raw_bytes(fast, cs, bytes),
             Target::Dyn(d) => d.raw(slot, cs, bytes),
         }
     });
@@ -336,7 +300,7 @@ pub fn flush() {
         if let Acquired::Held(g) = wlock::acquire(&s.lock) {
             if let Some(h) = loaded(n) {
                 // SAFETY: emit slot `slot` is held until `g` drops.
-                unsafe { h.as_dyn().flush(slot) };
+                unsafe { h.flush(slot) };
             }
             drop(g);
         }

@@ -417,6 +417,20 @@ impl RelayHandler {
         }
     }
 
+    /// Records a `klog_raw!` record through `fs`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RelayHandler::event_args`].
+    #[inline]
+    pub(crate) unsafe fn raw_bytes(&self, fs: &FastSlot, cs: &'static Callsite, bytes: &[u8]) {
+        if let Some(head) = self.head(fs, cs, Kind::Raw, 0, |_| ()) {
+            let len = bytes.len();
+            // SAFETY: forwarded contract.
+            unsafe { self.frame(fs, head, len, || len, |w| w.bytes(bytes)) };
+        }
+    }
+
     /// The frame head for an event of `kind` at `cs`, after defining `cs` in the metadata if
     /// this handler has not (`n_args` argument types written by `types`); `None` (counted
     /// lost) when the definition cannot be written.
@@ -457,9 +471,7 @@ impl RelayHandler {
     ) {
         if bound <= SHORT_ARGS_MAX {
             // Head (at most 5 bytes for a u32 callsite id), delta (at most 10), payload.
-            // SAFETY: forwarded contract.
-            let put = |max, fill| unsafe { self.put(fs, max, fill) };
-            put(1 + 5 + 10 + bound, |buf: &mut [u8], delta| {
+            let fill = |buf: &mut [u8], delta| {
                 let Some((len, body)) = buf.split_first_mut() else {
                     return 0;
                 };
@@ -474,28 +486,27 @@ impl RelayHandler {
                 // n < 128: a one-byte varint.
                 *len = n as u8;
                 n + 1
-            });
+            };
+            // SAFETY: forwarded contract.
+            unsafe { self.put(fs, 1 + 5 + 10 + bound, fill) };
         } else {
             let payload = exact();
+            let fill = |buf: &mut [u8], delta| {
+                let body = varint_len64(head) + varint_len64(delta) + payload;
+                let mut w = Writer::new(buf);
+                w.varint64(body as u64);
+                w.varint64(head);
+                w.varint64(delta);
+                encode(&mut w);
+                // `encoded_len` must agree with `encode`, or the length prefix is wrong.
+                let end = varint_len64(body as u64) + body;
+                if w.overflowed() || w.pos() != end {
+                    return 0;
+                }
+                end
+            };
             // SAFETY: forwarded contract.
-            let put = |max, fill| unsafe { self.put(fs, max, fill) };
-            put(
-                5 + varint_len64(head) + 10 + payload,
-                |buf: &mut [u8], delta| {
-                    let body = varint_len64(head) + varint_len64(delta) + payload;
-                    let mut w = Writer::new(buf);
-                    w.varint64(body as u64);
-                    w.varint64(head);
-                    w.varint64(delta);
-                    encode(&mut w);
-                    // `encoded_len` must agree with `encode`, or the length prefix is wrong.
-                    let end = varint_len64(body as u64) + body;
-                    if w.overflowed() || w.pos() != end {
-                        return 0;
-                    }
-                    end
-                },
-            );
+            unsafe { self.put(fs, 5 + varint_len64(head) + 10 + payload, fill) };
         }
     }
 
@@ -582,13 +593,9 @@ impl Handler for RelayHandler {
     }
 
     unsafe fn raw(&self, slot: usize, cs: &'static Callsite, bytes: &[u8]) {
-        let Some(fs) = self.fast_slot(slot) else {
-            return;
-        };
-        if let Some(head) = self.head(fs, cs, Kind::Raw, 0, |_| ()) {
-            let len = bytes.len();
+        if let Some(fs) = self.fast_slot(slot) {
             // SAFETY: `fs` is this handler's record of `slot`, which the caller holds.
-            unsafe { self.frame(fs, head, len, || len, |w| w.bytes(bytes)) };
+            unsafe { self.raw_bytes(fs, cs, bytes) };
         }
     }
 

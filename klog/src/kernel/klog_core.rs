@@ -77,7 +77,6 @@ static GEN: AtomicU32 = AtomicU32::new(0);
 /// `cs` points to a static `Callsite` of a loaded module (same `#[repr(C)]` layout).
 pub unsafe extern "C" fn klog_register_callsite(cs: *const c_void) -> bool {
     // The module notifier unlinks callsites before their module's memory goes away.
-    // The module notifier unlinks callsites before their module's memory goes away.
     // SAFETY: clients pass their static callsites (same #[repr(C)] layout, same sources).
     callsite::register_callsite(unsafe { &*cs.cast::<Callsite>() })
 }

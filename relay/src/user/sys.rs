@@ -51,9 +51,10 @@ pub fn current_cpu() -> usize {
     {
         let off = rseq::OFFSET.load(std::sync::atomic::Ordering::Relaxed);
         if off != rseq::NONE {
-            // SAFETY: a non-zero `off` came from glibc's `__rseq_offset` with a registered area
+            // A non-zero `off` came from glibc's `__rseq_offset` with a registered area
             // (`__rseq_size` != 0), so thread pointer + off is this thread's `struct rseq`, whose
-            // `cpu_id` (a u32 at offset 4) the kernel updates; a volatile load of it is sound.
+            // `cpu_id` (a u32 at offset 4) the kernel updates.
+            // SAFETY: see above; a volatile load of that `cpu_id` is sound.
             let cpu = unsafe {
                 std::ptr::read_volatile((rseq::thread_pointer() as isize + off + 4) as *const i32)
             };
