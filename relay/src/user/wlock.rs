@@ -20,9 +20,22 @@
 //! The module is public so that clients building their own per-CPU exclusivity on top of a
 //! channel (klog's emit slots, which call the channel's `*_unlocked` methods) share the same
 //! per-thread record — a context nested inside *any* of these locks never waits for another.
+//!
+//! # Unrecorded holds
+//!
+//! Recording costs two thread-local stores per hold (set, then restore), measurable on a hot
+//! path of a few nanoseconds. A client whose lock words can be enumerated (klog's emit slots, a
+//! fixed array) takes them with [`acquire_unrecorded`] instead: one compare-and-swap carrying the
+//! thread's token, nothing recorded. Being nested matters only to a context that would wait,
+//! i.e. after its compare-and-swap failed, so that is where it is found out: every waiting path
+//! ([`acquire`], [`acquire_unrecorded`]) then also asks the client's registered
+//! [`set_unrecorded_holds`] function whether one of its words carries the thread's token. An
+//! outer hold is visible to a nested context as soon as its compare-and-swap succeeded (same
+//! thread); before that the outer context holds nothing, so the nested one may wait.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// Per-thread writer state (its address is the thread's lock token).
 pub struct ThreadState {
@@ -62,8 +75,9 @@ impl Drop for WriterGuard<'_> {
 pub enum Acquired<'a> {
     /// The lock is ours until the guard is dropped.
     Held(WriterGuard<'a>),
-    /// This context interrupted its own thread while that thread held the lock `held`; it must
-    /// not wait for any lock.
+    /// This context interrupted its own thread while that thread held the lock `held` (null
+    /// when the hold is an unrecorded one, see [`acquire_unrecorded`]); it must not wait for any
+    /// lock.
     Nested(*const AtomicUsize),
 }
 
@@ -97,17 +111,104 @@ pub fn acquire(word: &AtomicUsize) -> Acquired<'_> {
     // Record first: a signal arriving right after the compare-and-swap must see the hold.
     t.held.set(word);
     let token = t as *const ThreadState as usize;
-    let guard = WriterGuard {
-        word,
-        prev: Some((t, prev)),
-    };
     if word
         .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
+        if holds_unrecorded(token) {
+            t.held.set(prev);
+            return Acquired::Nested(std::ptr::null());
+        }
         wait_for(word, token);
     }
-    Acquired::Held(guard)
+    Acquired::Held(WriterGuard {
+        word,
+        prev: Some((t, prev)),
+    })
+}
+
+/// The registered tests for unrecorded holds, one per client (see the module documentation).
+/// `OnceLock`s: set once, read without locks (a nested context may be a signal handler).
+static UNRECORDED_HOLDS: [OnceLock<HoldsFn>; 4] = [const { OnceLock::new() }; 4];
+
+/// A client's test: does one of its unrecorded lock words carry this thread token?
+type HoldsFn = fn(usize) -> bool;
+
+/// Registers `holds`, which says whether one of the lock words its caller takes with
+/// [`acquire_unrecorded`] carries the thread token it is given. Registering the same function
+/// again is a no-op; `false` if four other clients registered first (then the caller must not
+/// use [`acquire_unrecorded`]).
+pub fn set_unrecorded_holds(holds: fn(usize) -> bool) -> bool {
+    UNRECORDED_HOLDS
+        .iter()
+        .any(|slot| std::ptr::fn_addr_eq(*slot.get_or_init(|| holds), holds))
+}
+
+/// Whether the thread with `token` holds an unrecorded lock word of any client.
+fn holds_unrecorded(token: usize) -> bool {
+    UNRECORDED_HOLDS
+        .iter()
+        .map_while(OnceLock::get)
+        .any(|f| f(token))
+}
+
+/// A lock word held without a thread-local record ([`acquire_unrecorded`]); dropping it
+/// releases the word (one store).
+pub struct UnrecordedGuard<'a> {
+    word: &'a AtomicUsize,
+}
+
+impl Drop for UnrecordedGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.word.store(0, Ordering::Release);
+    }
+}
+
+/// Takes `word` like [`acquire`] without recording the hold in the thread's `held`: the fast
+/// path is one compare-and-swap. `Err(held)` is [`Acquired::Nested`]`(held)`. The caller's lock
+/// words must be visible to the function it registered with [`set_unrecorded_holds`], or a
+/// context nested inside such a hold could wait for a lock and deadlock.
+///
+/// (A `Result` of two words rather than [`Acquired`]: it travels in registers.)
+#[inline(always)]
+pub fn acquire_unrecorded(word: &AtomicUsize) -> Result<UnrecordedGuard<'_>, *const AtomicUsize> {
+    match try_acquire_unrecorded(word) {
+        Some(g) => Ok(g),
+        None => acquire_unrecorded_contended(word),
+    }
+}
+
+/// [`acquire_unrecorded`]'s fast path alone: the compare-and-swap, `None` if `word` is taken.
+/// A caller that keeps its contended path out of line calls
+/// [`acquire_unrecorded_contended`] on `None`.
+#[inline(always)]
+pub fn try_acquire_unrecorded(word: &AtomicUsize) -> Option<UnrecordedGuard<'_>> {
+    let token = thread_state() as *const ThreadState as usize;
+    // Not `then_some`: a guard built eagerly and dropped on failure would release the owner's
+    // word.
+    word.compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+        .then(|| UnrecordedGuard { word })
+}
+
+/// [`acquire_unrecorded`] after a failed compare-and-swap: nested contexts return, others wait.
+#[cold]
+#[inline(never)]
+pub fn acquire_unrecorded_contended(
+    word: &AtomicUsize,
+) -> Result<UnrecordedGuard<'_>, *const AtomicUsize> {
+    let t = thread_state();
+    let token = t as *const ThreadState as usize;
+    let held = t.held.get();
+    if holds(t, held) {
+        return Err(held);
+    }
+    if holds_unrecorded(token) {
+        return Err(std::ptr::null());
+    }
+    wait_for(word, token);
+    Ok(UnrecordedGuard { word })
 }
 
 /// Takes `word` only if it is free right now (for nested contexts, which must not wait).
@@ -164,5 +265,74 @@ fn wait_for(word: &AtomicUsize, token: usize) {
             // The owner may be preempted: let it run.
             std::thread::yield_now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lock words of a test client that takes them unrecorded.
+    static WORDS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+    fn words_held_by(token: usize) -> bool {
+        WORDS.iter().any(|w| w.load(Ordering::Relaxed) == token)
+    }
+
+    #[test]
+    fn nesting_inside_an_unrecorded_hold_is_found_before_waiting() {
+        assert!(set_unrecorded_holds(words_held_by));
+        assert!(set_unrecorded_holds(words_held_by), "the same client again");
+        let outer = acquire_unrecorded(&WORDS[0]);
+        let Ok(outer) = outer else {
+            panic!("a free word is taken")
+        };
+        // A failed attempt leaves the owner's hold alone.
+        assert!(try_acquire_unrecorded(&WORDS[0]).is_none());
+        assert_ne!(WORDS[0].load(Ordering::Relaxed), 0, "still held");
+        // What a signal handler interrupting the hold would do, on both waiting paths: the
+        // same word again (taken, so it would wait forever) must report nesting.
+        assert!(matches!(acquire_unrecorded(&WORDS[0]), Err(p) if p.is_null()));
+        assert!(matches!(acquire(&WORDS[0]), Acquired::Nested(p) if p.is_null()));
+        // The recorded path restored the thread's record: a free word is still taken normally
+        // (nesting only matters to a context that would wait).
+        let Acquired::Held(inner) = acquire(&WORDS[1]) else {
+            panic!("a free word is taken while nested")
+        };
+        drop(inner);
+        drop(outer);
+        assert_eq!(WORDS[0].load(Ordering::Relaxed), 0, "released");
+        // Another thread holding the word is waited for, not reported as nesting.
+        let Ok(held) = acquire_unrecorded(&WORDS[0]) else {
+            panic!("free")
+        };
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| acquire_unrecorded(&WORDS[0]).is_ok());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(held);
+            assert!(waiter.join().unwrap(), "the other thread waited and got it");
+        });
+    }
+
+    #[test]
+    fn the_registry_takes_four_clients() {
+        // Either test may register `words_held_by` first; it takes one place, three distinct
+        // functions the others (distinct bodies: identical ones could share an address), and a
+        // fifth is refused.
+        assert!(set_unrecorded_holds(words_held_by));
+        let fns: [fn(usize) -> bool; 3] = [
+            |t| t == usize::MAX,
+            |t| t == usize::MAX - 1,
+            |t| t == usize::MAX - 2,
+        ];
+        for f in fns {
+            assert!(set_unrecorded_holds(f));
+            assert!(set_unrecorded_holds(f), "the same client again");
+        }
+        assert!(!set_unrecorded_holds(|t| t == usize::MAX - 3));
+        assert!(
+            set_unrecorded_holds(words_held_by),
+            "registered ones stay accepted"
+        );
     }
 }
