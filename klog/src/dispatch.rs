@@ -14,7 +14,10 @@
 //!
 //! A signal handler that interrupts an emit on its own thread never waits (see
 //! `relay::user::wlock`): it takes another slot that is free right now, or the event is counted
-//! as lost on its slot.
+//! as lost on its slot. Emitters take their slot with `wlock::acquire_unrecorded` — one
+//! compare-and-swap, no thread-local record — so a context finds out whether it interrupted its
+//! own thread's emit only when its compare-and-swap failed, by scanning the slots for its thread's
+//! token ([`held_by_thread`], registered with `wlock::set_unrecorded_holds`).
 
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -65,6 +68,9 @@ pub enum RegisterError {
     AlreadyRegistered,
     /// The handler reported zero slots.
     NoSlots,
+    /// relay's writer-lock registry has no room for klog's emit slots (four other clients took
+    /// their locks unrecorded, see `relay::user::wlock::set_unrecorded_holds`).
+    LockRegistryFull,
 }
 
 impl core::fmt::Display for RegisterError {
@@ -72,6 +78,9 @@ impl core::fmt::Display for RegisterError {
         match self {
             RegisterError::AlreadyRegistered => f.write_str("a klog handler is already registered"),
             RegisterError::NoSlots => f.write_str("the handler has no emit slots"),
+            RegisterError::LockRegistryFull => {
+                f.write_str("relay's writer-lock registry is full (unrecorded holds)")
+            }
         }
     }
 }
@@ -127,6 +136,10 @@ pub fn register<H: Handler + 'static>(handler: Arc<H>) -> Result<(), RegisterErr
     if slots == 0 {
         return Err(RegisterError::NoSlots);
     }
+    // Before any emitter can take a slot without a record.
+    if !wlock::set_unrecorded_holds(held_by_thread) {
+        return Err(RegisterError::LockRegistryFull);
+    }
     NSLOTS.store(slots, Ordering::Release);
     // The handler lives in the `Arc` until `unregister` has cleared these pointers.
     if let Some(r) = (&*handler as &dyn Any).downcast_ref::<RelayHandler>() {
@@ -173,6 +186,17 @@ fn set_relay(slot: &Slot, relay: *const RelayHandler, fast: *const FastSlot) {
     }
 }
 
+/// Whether one of the slots is held by the thread whose lock token is `token` (emitters hold
+/// them without a thread-local record, see the module documentation). Runs only on contended
+/// paths, so it scans every slot rather than depend on the current slot count.
+fn held_by_thread(token: usize) -> bool {
+    // A context asks about its own thread: an outer hold's compare-and-swap precedes it in
+    // program order, so `Relaxed` sees it.
+    SLOTS
+        .iter()
+        .any(|s| s.lock.load(Ordering::Relaxed) == token)
+}
+
 /// Whether a handler is registered.
 pub fn is_registered() -> bool {
     !HANDLER.load(Ordering::Acquire).is_null()
@@ -207,22 +231,40 @@ fn target<'a>(slot: &'a Slot, n: usize) -> Option<Target<'a>> {
 #[inline(always)]
 fn with_slot(f: impl FnOnce(Target<'_>, usize)) {
     let n = NSLOTS.load(Ordering::Relaxed);
-    if n == 0 {
-        return;
-    }
     let cpu = current_cpu();
-    // `%` is a division: skip it in the common case of one slot per CPU.
-    let i = if cpu < n { cpu } else { cpu % n };
-    let slot = &SLOTS[i];
-    match wlock::acquire(&slot.lock) {
-        Acquired::Held(g) => {
-            if let Some(t) = target(slot, n) {
-                f(t, i);
-            }
-            drop(g);
+    // `%` is a division: skip it in the common case of one slot per CPU (`n == 0`, no handler
+    // yet, fails the comparison too).
+    let i = if cpu < n {
+        cpu
+    } else {
+        match other_index(cpu, n) {
+            Some(i) => i,
+            None => return,
         }
-        Acquired::Nested(_) => with_other_slot(n, i, f),
+    };
+    // NSLOTS <= MAX_SLOTS (`register` clamps it), so `i < n` indexes `SLOTS`.
+    // SAFETY: see above.
+    let slot = unsafe { SLOTS.get_unchecked(i) };
+    // The compare-and-swap inline; waiting (or finding out that this context interrupted its
+    // own thread's hold, then another slot: `with_other_slot`) out of line.
+    let g = match wlock::try_acquire_unrecorded(&slot.lock) {
+        Some(g) => g,
+        None => match wlock::acquire_unrecorded_contended(&slot.lock) {
+            Ok(g) => g,
+            Err(_nested) => return with_other_slot(n, i, f),
+        },
+    };
+    if let Some(t) = target(slot, n) {
+        f(t, i);
     }
+    drop(g);
+}
+
+/// The slot of CPU `cpu` when it is not below `n` (`None` when no handler is registered).
+#[cold]
+#[inline(never)]
+fn other_index(cpu: usize, n: usize) -> Option<usize> {
+    (n != 0).then(|| cpu % n)
 }
 
 /// The handler, if registered and serving `n` slots.
