@@ -12,7 +12,7 @@ use relay::core::SubbufStart;
 use relay::user::{default_create_buf_file, BufInfo, Channel, ChannelCallbacks, RawWriter};
 use relay::Callbacks;
 
-use crate::arg::{varint_len64, zigzag64, DynArgs, Writer};
+use crate::arg::{varint_len64, DynArgs, Writer};
 use crate::callsite::{Callsite, Kind};
 use crate::clock::{Clock, ClockRef};
 use crate::dispatch::{self, Handler};
@@ -82,8 +82,9 @@ impl std::error::Error for OpenError {}
 struct Lane {
     /// Sequence number of the next sub-buffer.
     seq: AtomicU64,
-    /// Raw timestamp of the current sub-buffer's header.
-    base: AtomicU64,
+    /// Raw timestamp of the last frame published in the current sub-buffer (the header's
+    /// `base_ts` until the first): the reference of the next frame's `ts_delta`.
+    last: AtomicU64,
     /// Frames lost since the last header (atomic: nested contexts add to it).
     lost: AtomicU32,
     /// Frames written (for statistics).
@@ -144,16 +145,23 @@ impl Lane {
 /// 5 (head) + 10 (delta) + 112 = 127 bytes has a one-byte length prefix.
 const SHORT_ARGS_MAX: usize = 112;
 
-/// The frame's `ts_delta` for raw clock value `ts` against the lane's current sub-buffer base.
+/// The frame's `ts_delta` for raw clock value `ts` against the lane's previous frame
+/// (docs/FORMAT.md, version 2), which becomes the frame's time in the lane; also returns the
+/// previous reference, which the caller restores if it does not publish the frame.
 ///
 /// The clock is read before the frame's place is reserved (so its latency overlaps the
-/// reservation); when that reservation switched sub-buffers, the new base was read after `ts`.
-/// Such a frame is stamped with the base itself: docs/FORMAT.md promises `ts_delta >= 0` (no
-/// frame may start like a header), and the event did happen at about that time.
+/// reservation), so `ts` may be older than the reference: when the reservation switched
+/// sub-buffers, the new header's base was read after `ts`, and a context that waited for the
+/// emit slot may follow a frame stamped after its own read. Such a frame is stamped with the
+/// reference itself: docs/FORMAT.md promises `ts_delta >= 0` (no frame may start like a
+/// header), and the event did happen at about that time.
 #[inline(always)]
-fn delta_since(ts: u64, lane: &Lane) -> u64 {
-    let base = lane.base.load(Ordering::Relaxed);
-    zigzag64(ts.saturating_sub(base) as i64)
+fn delta_since(ts: u64, lane: &Lane) -> (u64, u64) {
+    let last = lane.last.load(Ordering::Relaxed);
+    // `max(0)` keeps `d` below 2^63, where zigzag is a plain doubling.
+    let d = (ts.wrapping_sub(last) as i64).max(0) as u64;
+    lane.last.store(last.wrapping_add(d), Ordering::Relaxed);
+    (d << 1, last)
 }
 
 /// The relay callbacks: the sub-buffer header of docs/FORMAT.md.
@@ -192,7 +200,7 @@ impl Callbacks for KlogCallbacks {
             lost: lane.lost.swap(0, Ordering::Relaxed),
         };
         ctx.write_subbuf(0, &hdr.to_bytes());
-        lane.base.store(ts, Ordering::Relaxed);
+        lane.last.store(ts, Ordering::Relaxed);
         true
     }
 }
@@ -291,7 +299,7 @@ impl RelayHandler {
         let lanes = (0..n)
             .map(|_| Lane {
                 seq: AtomicU64::new(0),
-                base: AtomicU64::new(0),
+                last: AtomicU64::new(0),
                 lost: AtomicU32::new(0),
                 frames: AtomicU64::new(0),
                 lost_total: AtomicU64::new(0),
@@ -529,8 +537,13 @@ impl RelayHandler {
         // SAFETY: see above (the caller's contract).
         let ok = unsafe {
             fs.writer.write_with_max(max, |buf| {
-                let n = fill(buf, delta_since(ts, lane));
+                let (delta, last) = delta_since(ts, lane);
+                let n = fill(buf, delta);
                 cut = n == 0;
+                // Only a published frame is the next one's reference.
+                if cut {
+                    lane.last.store(last, Ordering::Relaxed);
+                }
                 n
             })
         };

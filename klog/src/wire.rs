@@ -14,8 +14,12 @@ pub const FLAG_OVERWRITE: u16 = 1;
 pub const FLAG_FIRST: u16 = 2;
 /// Metadata header magic.
 pub const META_MAGIC: [u8; 8] = *b"KLOGMETA";
-/// Format version (this document's).
-pub const VERSION: u16 = 1;
+/// Format version written by this crate (docs/FORMAT.md): 2, where a frame's `ts_delta` is
+/// relative to the previous frame of its sub-buffer.
+pub const VERSION: u16 = 2;
+/// The earlier format version, where every `ts_delta` is relative to the sub-buffer's
+/// `base_ts`; still decoded.
+pub const VERSION_BASE_DELTAS: u16 = 1;
 
 /// Metadata record kinds.
 pub mod record {

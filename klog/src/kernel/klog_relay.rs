@@ -58,7 +58,9 @@ const META_CAP: usize = 1 << 20;
 struct KlogCb {
     overwrite: bool,
     seq: [AtomicU64; MAX_CPUS],
-    base_ts: [AtomicU64; MAX_CPUS],
+    /// Time of the last frame published in the CPU's current sub-buffer (the header's
+    /// `base_ts` until the first): the reference of the next `ts_delta` (format version 2).
+    last_ts: [AtomicU64; MAX_CPUS],
     lost: [AtomicU32; MAX_CPUS],
 }
 
@@ -89,7 +91,7 @@ impl rsrelay::Callbacks for KlogCb {
             lost: self.lost[cpu].swap(0, Ordering::Relaxed),
         };
         ctx.write_subbuf(0, &hdr.to_bytes());
-        self.base_ts[cpu].store(now, Ordering::Relaxed);
+        self.last_ts[cpu].store(now, Ordering::Relaxed);
         true
     }
 }
@@ -239,10 +241,11 @@ unsafe extern "C" fn handler_emit(
     // SAFETY: klog_core runs handlers with interrupts off: no second save/restore needed.
     let ok = unsafe {
         st.chan.write_with_irqs_off(max, |slot| {
-            // After a possible sub-buffer switch: the current base is this sub-buffer's.
+            // After a possible sub-buffer switch: the reference is this sub-buffer's base or
+            // its last frame, both read earlier on this CPU with interrupts off.
             // SAFETY: plain clock read.
             let now = unsafe { sys::klr_clock_ns() };
-            let delta = now.wrapping_sub(cb.base_ts[cpu].load(Ordering::Relaxed)) as i64;
+            let delta = now.wrapping_sub(cb.last_ts[cpu].load(Ordering::Relaxed)) as i64;
             let zz = zigzag64(delta);
             let body = varint_len64(head) + varint_len64(zz) + len;
             let mut at = 0;
@@ -254,6 +257,8 @@ unsafe extern "C" fn handler_emit(
             }
             // SAFETY: the client's encoder writes exactly `len` bytes into the slot's tail.
             unsafe { encode(ctx, slot.as_mut_ptr().add(at), len) };
+            // Published: the next frame's reference.
+            cb.last_ts[cpu].store(now, Ordering::Relaxed);
             at + len
         })
     };
@@ -313,7 +318,7 @@ impl kernel::Module for KlogRelay {
         let cb = KlogCb {
             overwrite,
             seq: [const { AtomicU64::new(0) }; MAX_CPUS],
-            base_ts: [const { AtomicU64::new(0) }; MAX_CPUS],
+            last_ts: [const { AtomicU64::new(0) }; MAX_CPUS],
             lost: [const { AtomicU32::new(0) }; MAX_CPUS],
         };
         let chan = match rsrelay::Channel::open(c_str!("cpu"), dir, subbuf_size, n_subbufs, cb) {
