@@ -71,7 +71,9 @@ impl fmt::Display for Error {
             Error::NotKlogMetadata(why) => write!(f, "not a klog metadata stream: {why}"),
             Error::UnsupportedVersion { found } => write!(
                 f,
-                "unsupported klog trace format version {found} (this decoder reads version {})",
+                "unsupported klog trace format version {found} (this decoder reads versions {} \
+                 and {})",
+                klog::wire::VERSION_BASE_DELTAS,
                 klog::wire::VERSION
             ),
         }

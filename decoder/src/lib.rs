@@ -1,4 +1,5 @@
-//! Decoder for klog traces (`docs/FORMAT.md`, version 1).
+//! Decoder for klog traces (`docs/FORMAT.md`, versions 1 and 2: a frame's `ts_delta` relative
+//! to its sub-buffer's `base_ts`, or to the previous frame of the sub-buffer).
 //!
 //! A trace is a directory holding a `metadata` stream (header, clock references, callsite
 //! definitions) and one relay stream per CPU (`cpu0..cpuN-1`). The pipeline:

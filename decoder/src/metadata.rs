@@ -25,7 +25,8 @@ pub enum Mode {
 /// The header record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceHeader {
-    /// Format version (always [`klog::wire::VERSION`] once parsed).
+    /// Format version: [`klog::wire::VERSION`] (2) or [`klog::wire::VERSION_BASE_DELTAS`] (1)
+    /// once parsed (see [`TraceHeader::cumulative_deltas`]).
     pub version: u16,
     /// Number of per-CPU streams (`cpu0..cpuN-1`).
     pub n_cpus: u16,
@@ -35,6 +36,14 @@ pub struct TraceHeader {
     pub subbuf_size: u32,
     /// Sub-buffers per buffer.
     pub n_subbufs: u32,
+}
+
+impl TraceHeader {
+    /// Whether a frame's `ts_delta` is relative to the previous frame of its sub-buffer
+    /// (version 2) rather than to the sub-buffer's `base_ts` (version 1).
+    pub fn cumulative_deltas(&self) -> bool {
+        self.version != wire::VERSION_BASE_DELTAS
+    }
 }
 
 /// Which clock raw timestamps come from.
@@ -165,7 +174,9 @@ fn parse_header(body: &[u8]) -> Result<TraceHeader, Error> {
     let version = c
         .u16()
         .map_err(|_| Error::NotKlogMetadata("header record truncated before its version".into()))?;
-    if version != wire::VERSION {
+    // Version 2 changed only what a frame's ts_delta is relative to (docs/FORMAT.md,
+    // "Versioning"): the stream decoders handle both.
+    if version != wire::VERSION && version != wire::VERSION_BASE_DELTAS {
         return Err(Error::UnsupportedVersion { found: version });
     }
     let fields = (|| {
@@ -239,9 +250,9 @@ fn parse_callsite(body: &[u8], bad_utf8: &mut bool) -> Result<Result<Callsite, S
     }))
 }
 
-/// Parses a metadata stream. Errors only when the stream cannot be a klog version-1 metadata
-/// stream (empty, no header first, wrong magic, unknown version); a truncated or malformed
-/// record later on is a warning in `stats` and parsing keeps what it has.
+/// Parses a metadata stream. Errors only when the stream cannot be a klog metadata stream of
+/// version 1 or 2 (empty, no header first, wrong magic, unknown version); a truncated or
+/// malformed record later on is a warning in `stats` and parsing keeps what it has.
 pub fn parse_metadata(data: &[u8], stats: &mut Stats) -> Result<Metadata, Error> {
     if data.is_empty() {
         return Err(Error::EmptyMetadata);

@@ -189,6 +189,40 @@ pub(crate) enum FrameErr {
 /// A frame that decoded: its timestamp, callsite and (checked) payload.
 pub(crate) type Frame<'m, 'd> = (u64, &'m Callsite, &'d [u8]);
 
+/// What a frame's `ts_delta` is added to (docs/FORMAT.md, "Frames"): in version 1 the
+/// sub-buffer's `base_ts`; in version 2 the time of the previous frame of the sub-buffer
+/// (`base_ts` before the first), which every frame whose head and delta are read advances
+/// (frames that are then skipped too).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeRef {
+    /// The reference: `base_ts`, or (version 2) the time of the last frame read.
+    at: u64,
+    /// Version 2: each frame's time becomes the next one's reference.
+    cumulative: bool,
+}
+
+impl TimeRef {
+    /// The reference at the start of a sub-buffer whose header says `base_ts`.
+    #[inline]
+    pub(crate) fn new(meta: &Metadata, base_ts: u64) -> Self {
+        TimeRef {
+            at: base_ts,
+            cumulative: meta.header.cumulative_deltas(),
+        }
+    }
+
+    /// The time of a frame whose (zigzag) `ts_delta` is `delta`; advances the reference in
+    /// version 2. One add and one store (a select) per frame.
+    #[inline(always)]
+    fn frame_ts(&mut self, delta: u64) -> u64 {
+        let ts = self.at.wrapping_add(unzigzag(delta) as u64);
+        if self.cumulative {
+            self.at = ts;
+        }
+        ts
+    }
+}
+
 /// Callsite lookups of the frames of one stream, remembering the last one (consecutive frames
 /// often share one).
 #[derive(Debug)]
@@ -222,7 +256,9 @@ impl<'m> Callsites<'m> {
 }
 
 /// Decodes the frame at `pos` (which must end by `sub_end`); returns the frame, if it is one to
-/// report, and where the next frame starts. The arguments are checked, not copied.
+/// report, and where the next frame starts. The arguments are checked, not copied. Once the
+/// frame's head and `ts_delta` are read, its time is taken from `time` (and advances it in
+/// version 2), whatever happens to the frame next.
 #[inline]
 pub(crate) fn decode_frame<'m, 'd>(
     callsites: &mut Callsites<'m>,
@@ -230,7 +266,7 @@ pub(crate) fn decode_frame<'m, 'd>(
     data: &'d [u8],
     pos: usize,
     sub_end: usize,
-    base_ts: u64,
+    time: &mut TimeRef,
     stats: &mut Stats,
 ) -> Result<(Option<Frame<'m, 'd>>, usize), FrameErr> {
     let corrupt = |m: &str| FrameErr::Corrupt(m.to_owned());
@@ -262,7 +298,7 @@ pub(crate) fn decode_frame<'m, 'd>(
         .varint()
         .map_err(|_| corrupt("frame timestamp does not fit the frame"))?;
     let payload = b.rest();
-    let ts_raw = base_ts.wrapping_add(unzigzag(delta) as u64);
+    let ts_raw = time.frame_ts(delta);
     let id = head >> 2;
     let kind = head & 3;
     if kind != wire::frame::EVENT && kind != wire::frame::RAW {
@@ -330,14 +366,15 @@ fn args_fit_word(n: usize, data: &[u8], start: usize, len: usize) -> bool {
 /// check from a second): a one-byte length, a head and time delta that end within the first
 /// 8 bytes, an event of a defined callsite whose arguments pass [`args_fit_word`]. What it
 /// returns is what [`decode_frame`] returns for that frame (which, for these frames, warns
-/// and counts nothing); `None` for any other frame, for `decode_frame` to decode.
+/// and counts nothing), and `time` advances as it would; `None` for any other frame, for
+/// `decode_frame` to decode (`time` untouched).
 #[inline(always)]
 fn short_frame<'m, 'd>(
     callsites: &mut Callsites<'m>,
     data: &'d [u8],
     pos: usize,
     sub_end: usize,
-    base_ts: u64,
+    time: &mut TimeRef,
 ) -> Option<(Frame<'m, 'd>, usize)> {
     let w = u64::from_le_bytes(data.get(pos..pos.wrapping_add(8))?.try_into().ok()?);
     let len = (w & 0xff) as usize;
@@ -365,15 +402,14 @@ fn short_frame<'m, 'd>(
     if !args_fit_word(n, data, start, end - start) {
         return None;
     }
-    let ts_raw = base_ts.wrapping_add(unzigzag(delta) as u64);
-    Some(((ts_raw, cs, data.get(start..end)?), end))
+    let payload = data.get(start..end)?;
+    Some(((time.frame_ts(delta), cs, payload), end))
 }
 
 /// The current sub-buffer of a `read()` stream.
 #[derive(Debug, Clone, Copy)]
 struct Sub {
     seq: u64,
-    base_ts: u64,
     start: usize,
     /// Entered at a frame boundary of the previous one (not after a resync).
     clean: bool,
@@ -383,6 +419,8 @@ struct Sub {
 struct ReadState {
     pos: usize,
     sub: Option<Sub>,
+    /// The time reference of the next frame of the current sub-buffer.
+    time: TimeRef,
     last_seq: Option<u64>,
     /// A resync may accept a header whose seq does not follow (once per stream).
     lenient_left: bool,
@@ -392,8 +430,8 @@ struct ReadState {
 struct SnapState {
     plans: Vec<SlotPlan>,
     next: usize,
-    /// Position and end of the slot being walked.
-    cur: Option<(usize, usize, u64)>,
+    /// Position, end and time reference of the slot being walked.
+    cur: Option<(usize, usize, TimeRef)>,
     tail: Vec<Lost>,
 }
 
@@ -428,6 +466,7 @@ impl<'a> CpuStream<'a> {
             Walk::Read(ReadState {
                 pos: 0,
                 sub: None,
+                time: TimeRef::new(meta, 0),
                 last_seq: None,
                 lenient_left: true,
             }),
@@ -609,17 +648,18 @@ impl<'a> CpuStream<'a> {
         );
         st.sub = Some(Sub {
             seq: h.seq,
-            base_ts: h.base_ts,
             start: pos,
             clean,
         });
+        st.time = TimeRef::new(self.meta, h.base_ts);
         st.last_seq = Some(h.seq);
         st.pos = pos + SUBBUF_HEADER_LEN;
     }
 
     /// Skips corrupt bytes from `bad` to the next plausible header (or the end). `truncated`:
     /// the frame at `bad` runs past the end of the data, which is a truncation (not corruption)
-    /// if no header follows.
+    /// if no header follows. Decoding resumes at a header, never inside the damaged sub-buffer,
+    /// so no reported time depends on the `ts_delta`s of skipped bytes (version 2).
     fn resync(&mut self, bad: usize, why: &str, truncated: bool) {
         let cpu = Some(self.cpu);
         match self.scan(bad + 1) {
@@ -743,8 +783,8 @@ impl<'a> CpuStream<'a> {
             };
             // A frame boundary: the next sub-buffer's header, or a frame. No frame starts with
             // the magic (its third byte, 0x47, would be a ts_delta of -36: a frame is never
-            // older than its sub-buffer's header), so the magic here is a header; its seq is
-            // checked in `enter`.
+            // older than its reference, the sub-buffer's header or the previous frame), so the
+            // magic here is a header; its seq is checked in `enter`.
             if self.data[pos..].starts_with(&SUBBUF_MAGIC) {
                 match SubbufHeader::parse(&self.data[pos..]) {
                     Some(h) if self.plausible(&h, None, false) => {
@@ -766,19 +806,20 @@ impl<'a> CpuStream<'a> {
                 Some(ss) => sub.start.saturating_add(ss),
                 None => usize::MAX,
             };
+            let Walk::Read(st) = &mut self.walk else {
+                return None;
+            };
             match decode_frame(
                 &mut self.callsites,
                 self.cpu,
                 self.data,
                 pos,
                 sub_end,
-                sub.base_ts,
+                &mut st.time,
                 &mut self.stats,
             ) {
                 Ok((frame, next)) => {
-                    if let Walk::Read(st) = &mut self.walk {
-                        st.pos = next;
-                    }
+                    st.pos = next;
                     if let Some(f) = frame {
                         return Some(self.event(f));
                     }
@@ -802,11 +843,15 @@ impl<'a> CpuStream<'a> {
             if self.done {
                 return None;
             }
-            let Some((pos, end, base)) = st.cur else {
+            let Some((pos, end, mut time)) = st.cur else {
                 match st.plans.get(st.next) {
                     Some(p) => {
                         st.next += 1;
-                        st.cur = Some((p.start + SUBBUF_HEADER_LEN, p.end, p.base_ts));
+                        st.cur = Some((
+                            p.start + SUBBUF_HEADER_LEN,
+                            p.end,
+                            TimeRef::new(self.meta, p.base_ts),
+                        ));
                         self.stats.subbufs += 1;
                         push_lost(
                             &mut self.stats,
@@ -837,7 +882,7 @@ impl<'a> CpuStream<'a> {
                 self.data,
                 pos,
                 end,
-                base,
+                &mut time,
                 &mut self.stats,
             );
             let Walk::Snap(st) = &mut self.walk else {
@@ -845,7 +890,7 @@ impl<'a> CpuStream<'a> {
             };
             match res {
                 Ok((frame, next)) => {
-                    st.cur = Some((next, end, base));
+                    st.cur = Some((next, end, time));
                     if let Some(f) = frame {
                         return Some(self.event(f));
                     }
@@ -958,22 +1003,30 @@ impl<'a> CpuStream<'a> {
         // The per-record state in locals (kept in registers across the pushes), stored back
         // after the loop.
         let (mut ordinal, mut last_ts, mut n) = (self.ordinal, self.last_ts, [0u64; 2]);
+        let mut time = st.time;
         while buf.len() < max && pos < data.len() && !data[pos..].starts_with(&SUBBUF_MAGIC) {
             let (frame, next) =
-                match short_frame(&mut self.callsites, data, pos, sub_end, sub.base_ts) {
+                match short_frame(&mut self.callsites, data, pos, sub_end, &mut time) {
                     Some((f, next)) => (Some(f), next),
-                    None => match decode_frame(
-                        &mut self.callsites,
-                        self.cpu,
-                        data,
-                        pos,
-                        sub_end,
-                        sub.base_ts,
-                        &mut self.stats,
-                    ) {
-                        Ok(r) => r,
-                        Err(_) => break,
-                    },
+                    None => {
+                        let before = time;
+                        match decode_frame(
+                            &mut self.callsites,
+                            self.cpu,
+                            data,
+                            pos,
+                            sub_end,
+                            &mut time,
+                            &mut self.stats,
+                        ) {
+                            Ok(r) => r,
+                            Err(_) => {
+                                // `next_read` decodes the frame again, from the same reference.
+                                time = before;
+                                break;
+                            }
+                        }
+                    }
                 };
             pos = next;
             let Some((ts_raw, callsite, payload)) = frame else {
@@ -1008,6 +1061,7 @@ impl<'a> CpuStream<'a> {
         self.stats.events += n[0];
         self.stats.raw_records += n[1];
         st.pos = pos;
+        st.time = time;
     }
 }
 
@@ -1066,8 +1120,9 @@ pub struct LiveStream {
     cpu: u16,
     buf: Vec<u8>,
     pos: usize,
-    /// (base_ts, end of the sub-buffer in `buf`, seq) of the current sub-buffer.
-    sub: Option<(u64, usize, u64)>,
+    /// (time reference of the next frame, end of the sub-buffer in `buf`, seq) of the current
+    /// sub-buffer.
+    sub: Option<(TimeRef, usize, u64)>,
     /// The frame position and id already reported by `NeedMetadata`.
     asked: Option<(usize, u64)>,
     stats: Stats,
@@ -1188,7 +1243,7 @@ impl LiveStream {
                 } else {
                     usize::MAX
                 };
-                self.sub = Some((h.base_ts, end, h.seq));
+                self.sub = Some((TimeRef::new(meta, h.base_ts), end, h.seq));
                 self.stats.subbufs += 1;
                 self.pos += SUBBUF_HEADER_LEN;
                 self.watermark = Some(self.watermark.map_or(h.base_ts, |w| w.max(h.base_ts)));
@@ -1203,7 +1258,7 @@ impl LiveStream {
                 }
                 continue;
             }
-            let Some((base_ts, sub_end, _)) = self.sub else {
+            let Some((mut time, sub_end, seq)) = self.sub else {
                 self.skip_to_magic(self.pos, "bytes before the first sub-buffer header");
                 if self.sub.is_none() && self.pos + 4 > self.buf.len() {
                     return Step::NeedMore;
@@ -1230,11 +1285,12 @@ impl LiveStream {
                 &self.buf,
                 pos,
                 sub_end,
-                base_ts,
+                &mut time,
                 &mut self.stats,
             ) {
                 Ok((frame, next)) => {
                     self.pos = next;
+                    self.sub = Some((time, sub_end, seq));
                     let Some((ts, callsite, payload)) = frame else {
                         continue;
                     };

@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::golden::*;
 use common::*;
 use klog::arg::{Arg, ArgType as T, Writer};
 use klog::Level;
@@ -181,21 +182,182 @@ proptest! {
 #[test]
 fn timestamps_deltas_both_ways_and_ordinals() {
     let defs = [def(1, Level::Info, "{0}", "t", &[T::Unsigned as u8])];
-    let mut st = Stream::new(0, 256);
-    // Event timestamps before the header's base (negative delta) and far after it.
-    st.sub(1_000_000, 0)
-        .event(1, 999_000, (&0u32,))
-        .event(1, 1_000_000, (&1u32,))
-        .event(1, 1_000_000 + (1 << 40), (&2u32,));
-    let r = one_cpu(&defs, &st);
-    let ev = events(&r.records);
-    assert_eq!(
-        ev.iter()
-            .map(|e| (e.ts_raw, e.seq_in_cpu))
-            .collect::<Vec<_>>(),
-        [(999_000, 0), (1_000_000, 1), (1_000_000 + (1 << 40), 2)]
+    for version in [1, 2] {
+        let mut st = Stream::with_version(0, 256, version);
+        // Event timestamps before the header's base (negative delta) and far after it; then
+        // one before the previous event (a negative delta in version 2, positive in 1).
+        st.sub(1_000_000, 0)
+            .event(1, 999_000, (&0u32,))
+            .event(1, 1_000_000, (&1u32,))
+            .event(1, 1_000_000 + (1 << 40), (&2u32,))
+            .event(1, 1_000_300, (&3u32,));
+        let meta = with_version(metadata(1, false, 256, 4, MONO_CLOCK, &defs), version);
+        let r = decode_bytes(&meta, vec![st.read_stream()], &Options::default()).unwrap();
+        let ev = events(&r.records);
+        assert_eq!(
+            ev.iter()
+                .map(|e| (e.ts_raw, e.seq_in_cpu))
+                .collect::<Vec<_>>(),
+            [
+                (999_000, 0),
+                (1_000_000, 1),
+                (1_000_000 + (1 << 40), 2),
+                (1_000_300, 3)
+            ],
+            "version {version}"
+        );
+        assert_eq!(r.stats.count(WarningKind::TimeBackwards), 1, "{}", r.stats);
+        assert_eq!(r.stats.total_warnings(), 1, "{}", r.stats);
+    }
+}
+
+/// The events of `st` (a one-CPU trace of format `version` with `defs`) as (ts, callsite,
+/// payload), decoded by every path, which must agree: the record iterator, `fill_ref` batches
+/// (the short-frame fast path), `LiveStream` fed one byte at a time and all at once, and an mmap
+/// snapshot of the same sub-buffers (plus an empty one being written).
+fn decode_every_way(version: u16, defs: &[Def], st: &Stream) -> Vec<(u64, u64, Payload)> {
+    let n_slots = st.subs.len() + 1;
+    let meta_bytes = with_version(
+        metadata(
+            1,
+            true,
+            st.subbuf_size as u32,
+            n_slots as u32,
+            MONO_CLOCK,
+            defs,
+        ),
+        version,
     );
-    assert_eq!(r.stats.count(WarningKind::TimeBackwards), 0);
+    let meta = parse_metadata(&meta_bytes, &mut Stats::default()).unwrap();
+    assert_eq!(meta.header.version, version);
+    let key = |r: Record| match r {
+        Record::Event(e) => Some((e.ts_raw, e.callsite, e.payload)),
+        Record::Lost(_) => None,
+    };
+    let data = st.read_stream();
+    let want: Vec<_> = CpuStream::new(&meta, st.cpu, &data)
+        .filter_map(key)
+        .collect();
+    for max in [1, 64] {
+        let mut s = CpuStream::new(&meta, st.cpu, &data);
+        let (mut got, mut buf) = (Vec::new(), Vec::new());
+        loop {
+            buf.clear();
+            s.fill_ref(&mut buf, max);
+            if buf.is_empty() {
+                break;
+            }
+            got.extend(buf.iter().filter_map(|r| key(r.to_record())));
+        }
+        assert_eq!(got, want, "fill_ref, batches of {max}");
+    }
+    for chunk in [1, data.len()] {
+        let mut s = LiveStream::new(st.cpu);
+        let mut got = Vec::new();
+        for c in data.chunks(chunk) {
+            s.push(c);
+            loop {
+                match s.next(&meta) {
+                    Step::Record(r) => got.extend(key(r)),
+                    Step::NeedMore => break,
+                    Step::NeedMetadata(_) => {}
+                }
+            }
+        }
+        s.finish();
+        assert_eq!(got, want, "LiveStream, chunks of {chunk}");
+    }
+    let mut snap = Stream::with_version(st.cpu, st.subbuf_size, version);
+    snap.subs = st.subs.clone();
+    let last = st.subs.last().map_or(0, |s| s.base_ts);
+    snap.sub(last + 1_000_000, 0);
+    let img = snap.snapshot(n_slots, 0xaa);
+    let got: Vec<_> = CpuStream::snapshot(&meta, st.cpu, &img)
+        .filter_map(key)
+        .collect();
+    assert_eq!(got, want, "snapshot");
+    want
+}
+
+#[test]
+fn version_2_deltas_accumulate_across_skipped_frames() {
+    let defs = [
+        def(1, Level::Info, "{0}", "t", &[T::Unsigned as u8]),
+        raw_def(2, "t"),
+        def(3, Level::Info, "{0}", "t", &[0x77]), // unknown type tag
+    ];
+    for version in [1, 2] {
+        let mut st = Stream::with_version(0, 512, version);
+        st.sub(1000, 0)
+            .event(1, 1010, (&1u32,))
+            .frame_at(99, klog::wire::frame::EVENT, 1100, &[1, 2, 3]) // unknown id
+            .frame_at(1, 2, 1250, &[9, 9]) // reserved kind 2
+            .frame_at(1, 3, 1300, &[]) // reserved kind 3
+            .raw(1, 1400, &[5]) // raw frame, fmt callsite
+            .event_bytes(2, 1500, &[]) // event frame, raw callsite
+            .event_bytes(3, 1600, &[0x42]) // callsite with unknown arg type
+            .event(1, 1601, (&2u32,))
+            .raw(2, 1700, &[7])
+            .event(1, 1700, (&3u32,)) // delta 0
+            .frame_at(98, klog::wire::frame::RAW, 1800, &[]) // unknown id, last frame
+            .sub(2000, 0)
+            .event(1, 2005, (&4u32,))
+            .frame_at(1, 2, 2100, &[])
+            .event(1, 2150, (&5u32,));
+        let got = decode_every_way(version, &defs, &st);
+        let times: Vec<(u64, u64)> = got.iter().map(|(ts, id, _)| (*ts, *id)).collect();
+        assert_eq!(
+            times,
+            [
+                (1010, 1),
+                (1601, 1),
+                (1700, 2),
+                (1700, 1),
+                (2005, 1),
+                (2150, 1)
+            ],
+            "version {version}"
+        );
+        let meta = with_version(metadata(1, false, 512, 4, MONO_CLOCK, &defs), version);
+        let r = decode_bytes(&meta, vec![st.read_stream()], &Options::default()).unwrap();
+        assert_eq!(r.stats.count(WarningKind::UnknownCallsite), 2);
+        assert_eq!(r.stats.count(WarningKind::KindMismatch), 2);
+        assert_eq!(r.stats.reserved_frames, 3);
+        assert_eq!(r.stats.skipped_frames, 5);
+        assert_eq!(r.stats.count(WarningKind::TimeBackwards), 0, "{}", r.stats);
+        assert_eq!(r.stats.count(WarningKind::CorruptFrame), 0);
+    }
+}
+
+#[test]
+fn version_1_and_2_traces_decode_the_same() {
+    let v1 = decode_bytes(
+        &golden_metadata_version(1),
+        golden_streams_version(1),
+        &Options::default(),
+    )
+    .unwrap();
+    let v2 = decode_bytes(
+        &golden_metadata_version(2),
+        golden_streams_version(2),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_ne!(golden_streams_version(1), golden_streams_version(2));
+    assert_eq!(v1.records, v2.records);
+    assert_eq!(v1.stats, v2.stats);
+    assert_eq!(v1.stats.total_warnings(), 0, "{}", v1.stats);
+    for absolute in [false, true] {
+        assert_eq!(v1.text_lines(absolute), v2.text_lines(absolute));
+    }
+    // A version-2 stream read as version 1 (or the reverse) gets other times.
+    let mixed = decode_bytes(
+        &golden_metadata_version(1),
+        golden_streams_version(2),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_ne!(mixed.records, v2.records);
 }
 
 #[test]
@@ -302,8 +464,8 @@ fn unknown_callsite_reserved_kind_and_kind_mismatch_are_skipped_by_length() {
     st.sub(0, 0)
         .event(1, 1, (&1u32,))
         .event_bytes(99, 2, &[1, 2, 3]) // unknown id
-        .bytes(&frame(1, 2, 3, &[9, 9])) // reserved kind 2
-        .bytes(&frame(1, 3, 3, &[])) // reserved kind 3
+        .frame_at(1, 2, 3, &[9, 9]) // reserved kind 2
+        .frame_at(1, 3, 3, &[]) // reserved kind 3
         .raw(1, 4, &[5]) // raw frame, fmt callsite
         .event_bytes(2, 5, &[]) // event frame, raw callsite
         .event_bytes(3, 6, &[0x42]) // callsite with unknown arg type
@@ -319,24 +481,35 @@ fn unknown_callsite_reserved_kind_and_kind_mismatch_are_skipped_by_length() {
     assert_eq!(r.stats.count(WarningKind::CorruptFrame), 0);
 }
 
-/// Three sub-buffers; `corrupt` damages sub-buffer 1; the others must decode.
-fn resync_case(corrupt: impl FnOnce(&mut Stream)) -> Report {
-    let defs = [def(
+fn resync_defs() -> [Def; 1] {
+    [def(
         1,
         Level::Info,
         "{0} {1}",
         "t",
         &[T::Unsigned as u8, T::Bool as u8],
-    )];
-    let mut st = Stream::new(0, 128);
+    )]
+}
+
+/// Three sub-buffers of format `version`; `corrupt` damages sub-buffer 1.
+fn resync_stream(version: u16, corrupt: impl FnOnce(&mut Stream)) -> Stream {
+    let mut st = Stream::with_version(0, 128, version);
     st.sub(0, 0)
         .event(1, 1, (&1u32, &true))
         .event(1, 2, (&2u32, &true));
-    st.sub(10, 0);
+    st.sub(10, 0).event(1, 11, (&3u32, &true));
     corrupt(&mut st);
-    st.event(1, 12, (&4u32, &true));
-    st.sub(20, 5).event(1, 21, (&5u32, &false));
-    one_cpu(&defs, &st)
+    st.event(1, 17, (&4u32, &true));
+    st.sub(20, 5)
+        .event(1, 21, (&5u32, &false))
+        .event(1, 26, (&6u32, &false));
+    st
+}
+
+/// [`resync_stream`] of the current version, decoded: the sub-buffers other than the damaged
+/// one must decode.
+fn resync_case(corrupt: impl FnOnce(&mut Stream)) -> Report {
+    one_cpu(&resync_defs(), &resync_stream(klog::wire::VERSION, corrupt))
 }
 
 fn tags_of(r: &Report) -> Vec<u128> {
@@ -356,9 +529,9 @@ fn tags_of(r: &Report) -> Vec<u128> {
 fn corrupt_frames_resync_at_the_next_header() {
     // Argument decode failure (bool byte 7).
     let r = resync_case(|s| {
-        s.event_bytes(1, 11, &[3, 7]);
+        s.event_bytes(1, 12, &[3, 7]);
     });
-    assert_eq!(tags_of(&r), [1, 2, 5]);
+    assert_eq!(tags_of(&r), [1, 2, 3, 5, 6]);
     assert_eq!(r.stats.count(WarningKind::CorruptFrame), 1, "{}", r.stats);
     assert!(r.stats.corrupt_bytes > 0);
     assert_eq!(
@@ -369,24 +542,24 @@ fn corrupt_frames_resync_at_the_next_header() {
     let r = resync_case(|s| {
         s.bytes(&[0xff; 11]);
     });
-    assert_eq!(tags_of(&r), [1, 2, 5]);
+    assert_eq!(tags_of(&r), [1, 2, 3, 5, 6]);
     assert_eq!(r.stats.count(WarningKind::CorruptFrame), 1);
     // Length running past the sub-buffer.
     let r = resync_case(|s| {
         s.bytes(&[0xff, 0x7f]);
     });
-    assert_eq!(tags_of(&r), [1, 2, 5]);
+    assert_eq!(tags_of(&r), [1, 2, 3, 5, 6]);
     assert_eq!(r.stats.count(WarningKind::CorruptFrame), 1);
     // Bytes left after the last argument.
     let r = resync_case(|s| {
-        s.event_bytes(1, 11, &[3, 1, 0]);
+        s.event_bytes(1, 12, &[3, 1, 0]);
     });
-    assert_eq!(tags_of(&r), [1, 2, 5]);
+    assert_eq!(tags_of(&r), [1, 2, 3, 5, 6]);
     // Zero-length frame.
     let r = resync_case(|s| {
         s.bytes(&[0]);
     });
-    assert_eq!(tags_of(&r), [1, 2, 5]);
+    assert_eq!(tags_of(&r), [1, 2, 3, 5, 6]);
     // Frame bytes that look like a header of the wrong CPU are not taken for one.
     let r = resync_case(|s| {
         let mut fake = klog::wire::SubbufHeader {
@@ -402,12 +575,52 @@ fn corrupt_frames_resync_at_the_next_header() {
         fake.truncate(20);
         s.bytes(&fake);
     });
-    assert_eq!(tags_of(&r), [1, 2, 5]);
+    assert_eq!(tags_of(&r), [1, 2, 3, 5, 6]);
     assert_eq!(r.stats.lost_events, 5);
     // Undamaged: everything, no warnings.
     let r = resync_case(|_| {});
-    assert_eq!(tags_of(&r), [1, 2, 4, 5]);
+    assert_eq!(tags_of(&r), [1, 2, 3, 4, 5, 6]);
     assert_eq!(r.stats.total_warnings(), 0, "{}", r.stats);
+}
+
+#[test]
+fn a_resync_restarts_times_at_the_next_header() {
+    // Every decoder resumes after a corrupt frame at the next sub-buffer header (the `read()`
+    // stream and follow mode) or slot (a snapshot), never inside the damaged sub-buffer: in
+    // version 2 the times of the frames before the damage and after the next header are exact
+    // (the skipped frames' deltas do not matter), with no other warning than the corruption.
+    type Damage = (&'static str, fn(&mut Stream));
+    let damage: [Damage; 4] = [
+        ("arguments that do not decode", |s| {
+            s.event_bytes(1, 12, &[3, 7]);
+        }),
+        ("length varint overflow", |s| {
+            s.bytes(&[0xff; 11]);
+        }),
+        ("length past the sub-buffer", |s| {
+            s.bytes(&[0xff, 0x7f]);
+        }),
+        ("zero-length frame", |s| {
+            s.bytes(&[0]);
+        }),
+    ];
+    for version in [1, 2] {
+        for (what, corrupt) in damage {
+            let st = resync_stream(version, corrupt);
+            let times: Vec<u64> = decode_every_way(version, &resync_defs(), &st)
+                .iter()
+                .map(|e| e.0)
+                .collect();
+            assert_eq!(times, [1, 2, 11, 21, 26], "version {version}: {what}");
+            let meta = with_version(
+                metadata(1, false, 128, 4, MONO_CLOCK, &resync_defs()),
+                version,
+            );
+            let r = decode_bytes(&meta, vec![st.read_stream()], &Options::default()).unwrap();
+            assert_eq!(r.stats.count(WarningKind::CorruptFrame), 1, "{}", r.stats);
+            assert_eq!(r.stats.total_warnings(), 1, "{what}: {}", r.stats);
+        }
+    }
 }
 
 #[test]
@@ -544,7 +757,7 @@ fn metadata_records_and_errors() {
     assert_eq!(
         meta.header,
         TraceHeader {
-            version: 1,
+            version: klog::wire::VERSION,
             n_cpus: 4,
             mode: Mode::Overwrite,
             subbuf_size: 4096,
@@ -594,16 +807,32 @@ fn metadata_records_and_errors() {
     assert_eq!(s.count(WarningKind::MetaTruncated), 1);
     assert_eq!(meta2.parsed_len, m.len() + 4);
 
-    // Wrong version: a clear error.
-    let mut bad = m.clone();
-    assert_eq!(&bad[2..10], b"KLOGMETA");
-    bad[10] = 2;
-    let e = parse_metadata(&bad, &mut Stats::default()).unwrap_err();
-    assert!(matches!(e, Error::UnsupportedVersion { found: 2 }), "{e:?}");
-    assert_eq!(
-        e.to_string(),
-        "unsupported klog trace format version 2 (this decoder reads version 1)"
-    );
+    assert!(meta.header.cumulative_deltas());
+    // Version 1 is still read: deltas relative to the sub-buffer's base.
+    let mut v1 = m.clone();
+    set_version(&mut v1, 1);
+    let meta1 = parse_metadata(&v1, &mut Stats::default()).unwrap();
+    assert_eq!(meta1.header.version, 1);
+    assert!(!meta1.header.cumulative_deltas());
+    assert_eq!(meta1.callsites, meta.callsites);
+
+    // Other versions: a clear error.
+    for (version, found) in [(3u16, 3u16), (0, 0), (0x0100, 0x0100)] {
+        let mut bad = m.clone();
+        set_version(&mut bad, version);
+        let e = parse_metadata(&bad, &mut Stats::default()).unwrap_err();
+        assert!(
+            matches!(e, Error::UnsupportedVersion { found: f } if f == found),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "unsupported klog trace format version {found} (this decoder reads versions 1 \
+                 and 2)"
+            )
+        );
+    }
     // Wrong magic.
     let mut bad = m.clone();
     bad[2] = b'X';

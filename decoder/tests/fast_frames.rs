@@ -2,7 +2,9 @@
 //! in one word) against `CpuStream::next_ref` as the oracle: the same records, counters and
 //! warnings on streams of every frame shape around its limits (one- and multi-byte lengths,
 //! heads and time deltas; payloads of up to and over 8 bytes; arguments that are not varints)
-//! mixed with malformed frames, at the ends of sub-buffers and of the data.
+//! mixed with malformed frames, at the ends of sub-buffers and of the data; in traces of both
+//! format versions (time deltas relative to the sub-buffer's base, or accumulated from frame to
+//! frame).
 
 mod common;
 
@@ -114,8 +116,10 @@ fn payload(rng: &mut Rng, id: u64) -> Vec<u8> {
     p
 }
 
-/// One frame (or malformed bytes) for a sub-buffer whose records start at `base`.
-fn frame_bytes(rng: &mut Rng, ts: &mut u64, base: u64) -> Vec<u8> {
+/// One frame (or malformed bytes) at about `ts`, its time delta relative to `reference`: the
+/// sub-buffer's base (version 1), or the time of the previous frame (version 2, `cumulative`:
+/// `reference` advances).
+fn frame_bytes(rng: &mut Rng, ts: &mut u64, reference: &mut u64, cumulative: bool) -> Vec<u8> {
     let ids = [1u64, 2, 3, 40, 5000, 6, 7, 8, 9, 10, 77];
     let id = ids[rng.below(ids.len() as u64) as usize];
     *ts += match rng.below(8) {
@@ -126,8 +130,11 @@ fn frame_bytes(rng: &mut Rng, ts: &mut u64, base: u64) -> Vec<u8> {
     // Sometimes back in time (a warning), or before the header.
     let delta = match rng.below(50) {
         0 => -(rng.below(1000) as i64),
-        _ => ts.wrapping_sub(base) as i64,
+        _ => ts.wrapping_sub(*reference) as i64,
     };
+    if cumulative {
+        *reference = reference.wrapping_add(delta as u64);
+    }
     let kind = match rng.below(40) {
         0 => 2,
         1 => 3,
@@ -167,15 +174,20 @@ fn frame_bytes(rng: &mut Rng, ts: &mut u64, base: u64) -> Vec<u8> {
     out
 }
 
-fn stream(rng: &mut Rng, cpu: u16) -> Vec<u8> {
-    let mut s = Stream::new(cpu, SUBBUF);
+fn stream(rng: &mut Rng, cpu: u16, version: u16) -> Vec<u8> {
+    let mut s = Stream::with_version(cpu, SUBBUF, version);
     let mut ts = 1_000_000u64;
     for _ in 0..30 {
-        let base = ts;
-        s.sub(base, rng.below(3) as u32);
+        let mut reference = ts;
+        s.sub(reference, rng.below(3) as u32);
         let mut used = 0;
         loop {
-            let f = frame_bytes(rng, &mut ts, base);
+            let f = frame_bytes(
+                rng,
+                &mut ts,
+                &mut reference,
+                version != wire::VERSION_BASE_DELTAS,
+            );
             if used + f.len() > SUBBUF - wire::SUBBUF_HEADER_LEN {
                 break;
             }
@@ -194,12 +206,22 @@ fn stream(rng: &mut Rng, cpu: u16) -> Vec<u8> {
 
 #[test]
 fn fill_ref_matches_next_ref() {
-    let meta_bytes = metadata(1, false, SUBBUF as u32, 8, MONO_CLOCK, &defs());
+    for version in [wire::VERSION_BASE_DELTAS, wire::VERSION] {
+        fill_ref_matches_next_ref_in(version);
+    }
+}
+
+fn fill_ref_matches_next_ref_in(version: u16) {
+    let meta_bytes = with_version(
+        metadata(1, false, SUBBUF as u32, 8, MONO_CLOCK, &defs()),
+        version,
+    );
     let meta = parse_metadata(&meta_bytes, &mut Stats::default()).expect("metadata");
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    assert_eq!(meta.header.version, version);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(version));
     let mut fast_frames = 0u64;
     for round in 0..200 {
-        let data = stream(&mut rng, 0);
+        let data = stream(&mut rng, 0, version);
         let mut oracle = CpuStream::new(&meta, 0, &data);
         let mut want = Vec::new();
         while let Some(r) = oracle.next_ref() {
@@ -217,11 +239,15 @@ fn fill_ref_matches_next_ref() {
                 }
                 got.extend(buf.iter().map(|r| r.to_record()));
             }
-            assert_eq!(got, want, "round {round} max {max}");
-            assert_eq!(s.stats(), oracle.stats(), "round {round} max {max}");
+            assert_eq!(got, want, "version {version} round {round} max {max}");
+            assert_eq!(
+                s.stats(),
+                oracle.stats(),
+                "version {version} round {round} max {max}"
+            );
         }
         fast_frames += oracle.stats().events;
     }
     // Enough well-formed events for the fast path to matter.
-    assert!(fast_frames > 10_000, "{fast_frames}");
+    assert!(fast_frames > 10_000, "version {version}: {fast_frames}");
 }

@@ -11,10 +11,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut stats = klog_decode::Stats::default();
+    // Format version 1 or 2 (time deltas relative to the base or to the previous frame).
+    let version = 1 + u16::from(chunk & 1);
     let meta_bytes = {
         let mut h = vec![22u8, 1];
         h.extend_from_slice(b"KLOGMETA");
-        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&version.to_le_bytes());
         h.extend_from_slice(&1u16.to_le_bytes());
         h.push(0);
         h.extend_from_slice(&256u32.to_le_bytes());

@@ -1,13 +1,15 @@
 //! The sub-buffer / frame stream parser (read() streams and mmap snapshots) on arbitrary bytes,
 //! with a fixed valid metadata stream (a few callsites of every argument type) so that frames
-//! get past the callsite lookup. The first input byte picks the shape and the sub-buffer size.
+//! get past the callsite lookup. The first input byte picks the shape, the sub-buffer size and
+//! the format version (1: time deltas relative to the sub-buffer's base; 2: to the previous
+//! frame, so the fast batch path must accumulate them exactly as the record path does).
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-fn metadata(subbuf_size: u32) -> Vec<u8> {
+fn metadata(subbuf_size: u32, version: u16) -> Vec<u8> {
     // Hand-encoded (see docs/FORMAT.md, "metadata stream"): header, clock, callsites.
     let mut out = Vec::new();
     let rec = |out: &mut Vec<u8>, kind: u8, body: &[u8]| {
@@ -16,7 +18,7 @@ fn metadata(subbuf_size: u32) -> Vec<u8> {
         out.extend_from_slice(body);
     };
     let mut h = b"KLOGMETA".to_vec();
-    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
     h.extend_from_slice(&2u16.to_le_bytes());
     h.push(0);
     h.extend_from_slice(&subbuf_size.to_le_bytes());
@@ -53,9 +55,15 @@ fn metas() -> &'static [klog_decode::Metadata] {
     M.get_or_init(|| {
         [64u32, 256, 4096]
             .iter()
-            .map(|&ss| {
-                klog_decode::parse_metadata(&metadata(ss), &mut klog_decode::Stats::default())
-                    .expect("valid metadata")
+            .flat_map(|&ss| [1u16, 2].map(|v| (ss, v)))
+            .map(|(ss, v)| {
+                let m = klog_decode::parse_metadata(
+                    &metadata(ss, v),
+                    &mut klog_decode::Stats::default(),
+                )
+                .expect("valid metadata");
+                assert_eq!(m.header.version, v);
+                m
             })
             .collect()
     })
@@ -65,7 +73,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    let meta = &metas()[usize::from(sel % 3)];
+    // Sub-buffer size by `sel % 3`, version by bit 2.
+    let meta = &metas()[usize::from(sel % 3) * 2 + usize::from(sel >> 2 & 1)];
     let cpu = u16::from(sel >> 7);
     let (recs, stats) = if sel & 0x40 != 0 {
         klog_decode::decode_snapshot(meta, cpu, rest)

@@ -40,12 +40,24 @@ pub fn golden_metadata() -> Vec<u8> {
     )
 }
 
+/// [`golden_metadata`] of format version `version`.
+pub fn golden_metadata_version(version: u16) -> Vec<u8> {
+    let mut m = golden_metadata();
+    set_version(&mut m, version);
+    m
+}
+
 pub fn golden_streams() -> Vec<Vec<u8>> {
-    let mut c0 = Stream::new(0, 256);
+    golden_streams_version(klog::wire::VERSION)
+}
+
+/// The golden streams with the `ts_delta`s of format version `version`.
+pub fn golden_streams_version(version: u16) -> Vec<Vec<u8>> {
+    let mut c0 = Stream::with_version(0, 256, version);
     c0.sub(1_000_000_000, 0)
         .event(1, 1_000_000_500, (&3u32, &41u64, &0x1fu16))
         .event(2, 1_250_000_000, (&21.456f64, &true, &"e\"th0"));
-    let mut c1 = Stream::new(1, 256);
+    let mut c1 = Stream::with_version(1, 256, version);
     c1.sub(1_100_000_000, 0)
         .event(3, 1_100_000_000, (&-7i32, &'x', &[1u8, 2, 255][..]))
         .raw(4, 1_300_000_000, &[0xde, 0xad])

@@ -57,7 +57,8 @@ pub fn raw_def(id: u32, module: &'static str) -> Def {
     }
 }
 
-/// The metadata stream: header, clock records, callsites.
+/// The metadata stream: header (of the version klog writes, [`wire::VERSION`]), clock records,
+/// callsites.
 pub fn metadata(
     n_cpus: u16,
     overwrite: bool,
@@ -100,6 +101,20 @@ pub fn metadata(
         wire::meta_callsite(&mut out, d.id, &meta, &d.types);
     }
     out
+}
+
+/// `meta` (a [`metadata`] stream) with its header's format version set to `version` (1: pair
+/// it with [`Stream::v1`]).
+pub fn with_version(mut meta: Vec<u8>, version: u16) -> Vec<u8> {
+    set_version(&mut meta, version);
+    meta
+}
+
+/// Patches the format version of a metadata stream's header record (after its one-byte length,
+/// its kind and the magic).
+pub fn set_version(meta: &mut [u8], version: u16) {
+    assert_eq!(&meta[2..10], b"KLOGMETA");
+    meta[10..12].copy_from_slice(&version.to_le_bytes());
 }
 
 /// Monotonic clock: raw values are nanoseconds.
@@ -146,6 +161,9 @@ pub fn frame(id: u64, kind: u64, ts_delta: i64, payload: &[u8]) -> Vec<u8> {
 pub struct Sub {
     pub seq: u64,
     pub base_ts: u64,
+    /// Time of the last frame written by [`Stream::frame_at`] (`base_ts` before the first): the
+    /// reference of the next frame's `ts_delta` in version 2.
+    pub last_ts: u64,
     pub lost: u32,
     pub flags: u16,
     pub frames: Vec<u8>,
@@ -153,19 +171,35 @@ pub struct Sub {
     pub prev_padding: Option<u32>,
 }
 
-/// Builds one CPU's sub-buffers.
+/// Builds one CPU's sub-buffers. Frames are given absolute times; their `ts_delta`s are
+/// computed for the stream's format version: relative to the previous frame of the sub-buffer
+/// (version 2, the default, what klog writes) or to the sub-buffer's `base_ts` (version 1).
 pub struct Stream {
     pub cpu: u16,
     pub subbuf_size: usize,
     pub subs: Vec<Sub>,
+    /// Format version the deltas are written for.
+    pub version: u16,
 }
 
 impl Stream {
     pub fn new(cpu: u16, subbuf_size: usize) -> Self {
+        Self::with_version(cpu, subbuf_size, wire::VERSION)
+    }
+
+    /// A version-1 stream: every `ts_delta` relative to its sub-buffer's `base_ts` (decode it
+    /// with [`with_version`]`(.., 1)`).
+    pub fn v1(cpu: u16, subbuf_size: usize) -> Self {
+        Self::with_version(cpu, subbuf_size, wire::VERSION_BASE_DELTAS)
+    }
+
+    pub fn with_version(cpu: u16, subbuf_size: usize, version: u16) -> Self {
+        assert!(version == wire::VERSION || version == wire::VERSION_BASE_DELTAS);
         Stream {
             cpu,
             subbuf_size,
             subs: Vec::new(),
+            version,
         }
     }
 
@@ -179,6 +213,7 @@ impl Stream {
         self.subs.push(Sub {
             seq,
             base_ts,
+            last_ts: base_ts,
             lost,
             flags: if seq == 0 { wire::FLAG_FIRST } else { 0 },
             frames: Vec::new(),
@@ -199,33 +234,69 @@ impl Stream {
 
     /// An event frame with a given payload.
     pub fn event_bytes(&mut self, id: u64, ts: u64, payload: &[u8]) -> &mut Self {
-        let s = self.cur();
-        let f = frame(
-            id,
-            wire::frame::EVENT,
-            ts.wrapping_sub(s.base_ts) as i64,
-            payload,
-        );
-        s.frames.extend_from_slice(&f);
-        self.check_room();
-        self
+        self.frame_at(id, wire::frame::EVENT, ts, payload)
     }
 
     /// A `klog_raw!` record.
     pub fn raw(&mut self, id: u64, ts: u64, bytes: &[u8]) -> &mut Self {
+        self.frame_at(id, wire::frame::RAW, ts, bytes)
+    }
+
+    /// A frame of any kind (reserved ones too) at absolute raw time `ts`.
+    pub fn frame_at(&mut self, id: u64, kind: u64, ts: u64, payload: &[u8]) -> &mut Self {
+        let v2 = self.version != wire::VERSION_BASE_DELTAS;
         let s = self.cur();
-        let f = frame(
-            id,
-            wire::frame::RAW,
-            ts.wrapping_sub(s.base_ts) as i64,
-            bytes,
-        );
+        let reference = if v2 { s.last_ts } else { s.base_ts };
+        s.last_ts = ts;
+        let f = frame(id, kind, ts.wrapping_sub(reference) as i64, payload);
         s.frames.extend_from_slice(&f);
         self.check_room();
         self
     }
 
-    /// Arbitrary bytes in the frame area.
+    /// The same sub-buffers and frames with the `ts_delta`s of format `version` (the frames
+    /// must be well formed: built by [`Stream::frame_at`] and its wrappers).
+    pub fn reencoded(&self, version: u16) -> Stream {
+        fn read_varint(b: &[u8], at: &mut usize) -> u64 {
+            let mut v = 0u64;
+            for shift in (0..64).step_by(7) {
+                let byte = b[*at];
+                *at += 1;
+                v |= u64::from(byte & 0x7f) << shift;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            v
+        }
+        let from_v2 = self.version != wire::VERSION_BASE_DELTAS;
+        let mut out = Stream::with_version(self.cpu, self.subbuf_size, version);
+        for s in &self.subs {
+            out.subs.push(Sub {
+                frames: Vec::new(),
+                last_ts: s.base_ts,
+                ..s.clone()
+            });
+            let (mut at, mut reference) = (0, s.base_ts);
+            while at < s.frames.len() {
+                let len = read_varint(&s.frames, &mut at) as usize;
+                let end = at + len;
+                let head = read_varint(&s.frames, &mut at);
+                let z = read_varint(&s.frames, &mut at);
+                let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                let ts = reference.wrapping_add(delta as u64);
+                if from_v2 {
+                    reference = ts;
+                }
+                out.frame_at(head >> 2, head & 3, ts, &s.frames[at..end]);
+                at = end;
+            }
+        }
+        out
+    }
+
+    /// Arbitrary bytes in the frame area (a frame among them has the `ts_delta` it was built
+    /// with; [`Sub::last_ts`] does not see it).
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.cur().frames.extend_from_slice(b);
         self
