@@ -245,14 +245,9 @@ fn with_slot(f: impl FnOnce(Target<'_>, usize)) {
     // NSLOTS <= MAX_SLOTS (`register` clamps it), so `i < n` indexes `SLOTS`.
     // SAFETY: see above.
     let slot = unsafe { SLOTS.get_unchecked(i) };
-    // The compare-and-swap inline; waiting (or finding out that this context interrupted its
-    // own thread's hold, then another slot: `with_other_slot`) out of line.
-    let g = match wlock::try_acquire_unrecorded(&slot.lock) {
-        Some(g) => g,
-        None => match wlock::acquire_unrecorded_contended(&slot.lock) {
-            Ok(g) => g,
-            Err(_nested) => return with_other_slot(n, i, f),
-        },
+    // This context interrupted its own thread's hold: another slot, without waiting.
+    let Some(g) = wlock::acquire_unrecorded(&slot.lock) else {
+        return with_other_slot(n, i, f);
     };
     if let Some(t) = target(slot, n) {
         f(t, i);

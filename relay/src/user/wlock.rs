@@ -166,24 +166,22 @@ impl Drop for UnrecordedGuard<'_> {
 }
 
 /// Takes `word` like [`acquire`] without recording the hold in the thread's `held`: the fast
-/// path is one compare-and-swap. `Err(held)` is [`Acquired::Nested`]`(held)`. The caller's lock
+/// path is one compare-and-swap, inline; waiting (or finding out that the context is nested)
+/// is one cold call. `None` is [`Acquired::Nested`]: this context interrupted its own thread's
+/// hold (of a recorded or an unrecorded lock) and must not wait for any lock. The caller's lock
 /// words must be visible to the function it registered with [`set_unrecorded_holds`], or a
 /// context nested inside such a hold could wait for a lock and deadlock.
 ///
-/// (A `Result` of two words rather than [`Acquired`]: it travels in registers.)
+/// (An `Option` of one pointer rather than [`Acquired`]: it travels in a register, and the
+/// caller's test of it folds into the fast path's.)
 #[inline(always)]
-pub fn acquire_unrecorded(word: &AtomicUsize) -> Result<UnrecordedGuard<'_>, *const AtomicUsize> {
-    match try_acquire_unrecorded(word) {
-        Some(g) => Ok(g),
-        None => acquire_unrecorded_contended(word),
-    }
+pub fn acquire_unrecorded(word: &AtomicUsize) -> Option<UnrecordedGuard<'_>> {
+    try_acquire_unrecorded(word).or_else(|| acquire_unrecorded_contended(word))
 }
 
-/// [`acquire_unrecorded`]'s fast path alone: the compare-and-swap, `None` if `word` is taken.
-/// A caller that keeps its contended path out of line calls
-/// [`acquire_unrecorded_contended`] on `None`.
+/// [`acquire_unrecorded`]'s fast path: the compare-and-swap, `None` if `word` is taken.
 #[inline(always)]
-pub fn try_acquire_unrecorded(word: &AtomicUsize) -> Option<UnrecordedGuard<'_>> {
+fn try_acquire_unrecorded(word: &AtomicUsize) -> Option<UnrecordedGuard<'_>> {
     let token = thread_state() as *const ThreadState as usize;
     // Not `then_some`: a guard built eagerly and dropped on failure would release the owner's
     // word.
@@ -195,20 +193,14 @@ pub fn try_acquire_unrecorded(word: &AtomicUsize) -> Option<UnrecordedGuard<'_>>
 /// [`acquire_unrecorded`] after a failed compare-and-swap: nested contexts return, others wait.
 #[cold]
 #[inline(never)]
-pub fn acquire_unrecorded_contended(
-    word: &AtomicUsize,
-) -> Result<UnrecordedGuard<'_>, *const AtomicUsize> {
+fn acquire_unrecorded_contended(word: &AtomicUsize) -> Option<UnrecordedGuard<'_>> {
     let t = thread_state();
     let token = t as *const ThreadState as usize;
-    let held = t.held.get();
-    if holds(t, held) {
-        return Err(held);
-    }
-    if holds_unrecorded(token) {
-        return Err(std::ptr::null());
+    if holds(t, t.held.get()) || holds_unrecorded(token) {
+        return None;
     }
     wait_for(word, token);
-    Ok(UnrecordedGuard { word })
+    Some(UnrecordedGuard { word })
 }
 
 /// Takes `word` only if it is free right now (for nested contexts, which must not wait).
@@ -284,7 +276,7 @@ mod tests {
         assert!(set_unrecorded_holds(words_held_by));
         assert!(set_unrecorded_holds(words_held_by), "the same client again");
         let outer = acquire_unrecorded(&WORDS[0]);
-        let Ok(outer) = outer else {
+        let Some(outer) = outer else {
             panic!("a free word is taken")
         };
         // A failed attempt leaves the owner's hold alone.
@@ -292,7 +284,7 @@ mod tests {
         assert_ne!(WORDS[0].load(Ordering::Relaxed), 0, "still held");
         // What a signal handler interrupting the hold would do, on both waiting paths: the
         // same word again (taken, so it would wait forever) must report nesting.
-        assert!(matches!(acquire_unrecorded(&WORDS[0]), Err(p) if p.is_null()));
+        assert!(acquire_unrecorded(&WORDS[0]).is_none());
         assert!(matches!(acquire(&WORDS[0]), Acquired::Nested(p) if p.is_null()));
         // The recorded path restored the thread's record: a free word is still taken normally
         // (nesting only matters to a context that would wait).
@@ -303,11 +295,11 @@ mod tests {
         drop(outer);
         assert_eq!(WORDS[0].load(Ordering::Relaxed), 0, "released");
         // Another thread holding the word is waited for, not reported as nesting.
-        let Ok(held) = acquire_unrecorded(&WORDS[0]) else {
+        let Some(held) = acquire_unrecorded(&WORDS[0]) else {
             panic!("free")
         };
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| acquire_unrecorded(&WORDS[0]).is_ok());
+            let waiter = s.spawn(|| acquire_unrecorded(&WORDS[0]).is_some());
             std::thread::sleep(std::time::Duration::from_millis(20));
             drop(held);
             assert!(waiter.join().unwrap(), "the other thread waited and got it");
