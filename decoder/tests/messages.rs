@@ -147,7 +147,10 @@ fn filters_that_match_nothing_are_noted() {
     // Filters that each match but not together.
     let (l, e) = notes(&["--cpu", "0", "--target", "app::dump"]);
     assert!(l.is_empty(), "{l:?}");
-    assert!(e.contains("no record passes --level, --cpu and --target together"), "{e}");
+    assert!(
+        e.contains("no record passes --level, --cpu and --target together"),
+        "{e}"
+    );
 }
 
 #[test]
