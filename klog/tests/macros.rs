@@ -476,3 +476,28 @@ fn level_from_a_variable_obeys_the_filter_per_event() {
         "{lv:?}"
     );
 }
+
+/// A user type needs `klog::Arg` only: the decoder renders it as the primitive it encodes as,
+/// so no `Display`/`Debug`/`LowerHex` impl is required for any spec.
+#[test]
+fn user_types_need_no_display() {
+    struct Port(u16);
+    impl klog::Arg for Port {
+        const TYPE: klog::ArgType = <u16 as klog::Arg>::TYPE;
+        const MAX_LEN: usize = <u16 as klog::Arg>::MAX_LEN;
+        fn encoded_len(&self) -> usize {
+            klog::Arg::encoded_len(&self.0)
+        }
+        fn encode(&self, w: &mut Writer<'_>) {
+            klog::Arg::encode(&self.0, w)
+        }
+    }
+    let p = Port(8080);
+    let cap = capture(|| {
+        klog!("port {} {:#x} {:?} {:>8}", p, p, &p, p);
+    });
+    let ev = events(&cap);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].fmt, "port {0} {1:#x} {2:?} {3:>8}");
+    assert_eq!(ev[0].types, [UINT; 4]);
+}
