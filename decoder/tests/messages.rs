@@ -141,7 +141,7 @@ fn filters_that_match_nothing_are_noted() {
     // A time range outside the trace: nothing shown, and why.
     let (l, e) = notes(&["--since", "5"]);
     assert!(
-        l.len() == 0 && e.contains("note: --since/--until matched nothing: the records span 0.000000 .. 0.400000 s (since the first record)"),
+        l.is_empty() && e.contains("note: --since/--until matched nothing: the records span 0.000000 .. 0.400000 s (since the first record)"),
         "{l:?} {e}"
     );
     // Filters that each match but not together.

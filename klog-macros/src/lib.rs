@@ -670,11 +670,7 @@ fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
             punct(':', Spacing::Joint, lo),
             punct(':', Spacing::Alone, lo),
             TokenTree::Ident(Ident::new("Probe", lo)),
-            group(
-                Delimiter::Parenthesis,
-                field.iter().cloned().collect(),
-                hi,
-            ),
+            group(Delimiter::Parenthesis, field.iter().cloned().collect(), hi),
         ]);
         check.extend([
             group(Delimiter::Parenthesis, probe.into_iter().collect(), lo),

@@ -29,6 +29,7 @@ pub mod clock;
 mod dispatch;
 #[cfg(feature = "std")]
 pub mod filter;
+mod fmtcheck;
 pub mod fmtspec;
 mod level;
 #[cfg(feature = "log")]
@@ -68,6 +69,7 @@ pub const STATIC_MAX_LEVEL: Option<Level> = if cfg!(any(feature = "off", feature
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callsite::{Callsite, Kind, Meta};
+    pub use crate::fmtcheck::{AnyFmt, Builtin, Probe, ProbeBuiltin, ProbeUser};
     pub use klog_macros::klog_callsite;
 
     /// Whether statements of `level` are compiled in (constant-folded).
@@ -78,66 +80,6 @@ pub mod __private {
             None => false,
         }
     }
-
-    /// An argument as the format-string check of `klog!` sees it (dead code, never run): klog's
-    /// own argument types are checked as themselves, with rustc's rules for each spec; a user
-    /// type implementing [`crate::Arg`] is decoded as the primitive it encodes as, never through
-    /// its own `Display`/`Debug`/..., so it gets [`AnyFmt`], which accepts every spec. The two
-    /// traits pick by autoref: [`ProbeBuiltin`] applies to `Probe<T>` for [`Builtin`] types,
-    /// [`ProbeUser`] to `&Probe<T>` for any `Arg`.
-    pub struct Probe<'a, T: ?Sized>(pub &'a T);
-
-    /// klog's own argument types.
-    pub trait Builtin {}
-    macro_rules! builtin {
-        ($($t:ty),*) => { $(impl Builtin for $t {})* };
-    }
-    builtin!(
-        u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char,
-        str, [u8]
-    );
-    impl<const N: usize> Builtin for [u8; N] {}
-    #[cfg(feature = "std")]
-    impl Builtin for std::string::String {}
-    impl<T: Builtin + ?Sized> Builtin for &T {}
-
-    /// See [`Probe`].
-    pub trait ProbeBuiltin {
-        /// The argument's type.
-        type Out: ?Sized;
-        /// The argument itself.
-        fn klog_fmt_check(&self) -> &Self::Out;
-    }
-    impl<T: Builtin + ?Sized> ProbeBuiltin for Probe<'_, T> {
-        type Out = T;
-        fn klog_fmt_check(&self) -> &T {
-            self.0
-        }
-    }
-
-    /// See [`Probe`].
-    pub trait ProbeUser {
-        /// The stand-in.
-        fn klog_fmt_check(&self) -> AnyFmt;
-    }
-    impl<T: crate::Arg + ?Sized> ProbeUser for &Probe<'_, T> {
-        fn klog_fmt_check(&self) -> AnyFmt {
-            AnyFmt
-        }
-    }
-
-    /// Formats as nothing with every spec (a user type's stand-in in `klog!`'s checks).
-    pub struct AnyFmt;
-    macro_rules! any_fmt {
-        ($($tr:ident),*) => {
-            $(impl core::fmt::$tr for AnyFmt {
-                fn fmt(&self, _: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    Ok(())
-                }
-            })*
-        };
-    }
-    any_fmt!(Display, Debug, LowerHex, UpperHex, Binary, Octal, LowerExp, UpperExp);
 
     /// The level of a `klog!(level_expr, ...)` statement (a type check with a clear error).
     #[inline(always)]
