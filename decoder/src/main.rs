@@ -490,6 +490,14 @@ fn main() -> ExitCode {
                 } else {
                     warn_summary(&stats);
                 }
+                if stats.events + stats.raw_records == 0 {
+                    let per_cpu = Vec::new();
+                    let why = match stats.total_warnings() {
+                        0 => "nothing was logged while it was followed".to_owned(),
+                        _ => why_nothing(&stats, &per_cpu, cli.stats),
+                    };
+                    eprintln!("klog-decode: {}: no events: {why}", dir.display());
+                }
                 ExitCode::SUCCESS
             })
         }

@@ -176,3 +176,38 @@ fn a_level_no_callsite_has_is_noted() {
         "{e}"
     );
 }
+
+#[test]
+fn follow_says_when_nothing_arrived() {
+    let tmp = TempDir::new("follow-none");
+    let live = tmp.path().join("live");
+    let cfg = RelayConfig {
+        global: true,
+        ..RelayConfig::new(&live)
+    };
+    let h = RelayHandler::open(&cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_klog-decode"))
+        .arg("--follow")
+        .arg(&live)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the channel once the follower has its file open (it then drains and stops).
+    let mine = relay::user::RelayFile::open(live.join("cpu0")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while mine.stats().unwrap().readers < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never opened cpu0"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(h);
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(o.stdout.is_empty());
+    assert!(e.contains("no events: nothing was logged"), "{e}");
+    path_at_most_once(&e, &live);
+}
