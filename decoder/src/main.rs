@@ -7,9 +7,11 @@
 //! klog-decode record LIVE_DIR OUT_DIR [--duration SECS]
 //! ```
 //!
-//! Exit status: 0 when the trace decoded (warnings are counted and summarised on stderr), 1 when
-//! nothing could be decoded (not a klog trace, no metadata, unknown version, no stream, or
-//! nothing but garbage), 2 for a usage error.
+//! Exit status: 0 when the trace decoded (warnings are counted and summarised on stderr; a valid
+//! trace without events and filters that matched nothing are explained there too), 1 when
+//! nothing could be decoded (not a klog trace, no metadata, unknown version, no stream, a live
+//! directory without `--snapshot`, or nothing but garbage: stderr says why), 2 for a usage
+//! error.
 
 use std::collections::BTreeSet;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -47,7 +49,9 @@ struct Cli {
     stats: bool,
     /// The cpuN files are mmap snapshots (whole-buffer images of an overwrite-mode channel), or
     /// TRACE_DIR is a live relay directory (the kernel's debugfs klog directory, a user-space
-    /// shm directory) whose buffers are mapped and copied now; flush the channel first.
+    /// shm directory) whose buffers are mapped and copied now. A user-space buffer's copy
+    /// includes the sub-buffer being written, up to the writer's committed offset (also when
+    /// the writer died); for kernel buffers and image files flush the channel first.
     #[arg(long)]
     snapshot: bool,
     /// Most verbose level shown: error, warn, info, debug, trace (warn shows errors and warnings).
