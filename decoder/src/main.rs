@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -271,7 +271,7 @@ fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error>
         warn_summary(&stats);
     }
     if events == 0 {
-        let why = why_nothing(&stats, &per_cpu, cli.stats);
+        let why = why_nothing(&stats, &per_cpu, cli.stats, Some(path));
         if stats.total_warnings() > 0 {
             eprintln!(
                 "klog-decode: error: {}: nothing could be decoded: {why}",
@@ -290,7 +290,12 @@ fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error>
 }
 
 /// Why a trace decoded to no event, for the one-line message on stderr.
-fn why_nothing(stats: &Stats, per_cpu: &[CpuSummary], with_stats: bool) -> String {
+fn why_nothing(
+    stats: &Stats,
+    per_cpu: &[CpuSummary],
+    with_stats: bool,
+    dir: Option<&Path>,
+) -> String {
     let bytes: u64 = per_cpu.iter().map(|c| c.bytes).sum();
     let warnings = stats.total_warnings();
     if warnings > 0 {
@@ -301,6 +306,12 @@ fn why_nothing(stats: &Stats, per_cpu: &[CpuSummary], with_stats: bool) -> Strin
             .collect();
         let mut m = format!("{warnings} warnings ({})", kinds.join(", "));
         if let Some(w) = stats.warnings.first() {
+            // The message already names the directory: its files by their names only.
+            let w = w.to_string();
+            let w = match dir {
+                Some(d) => w.replace(&format!("{}/", d.display()), ""),
+                None => w,
+            };
             m.push_str(&format!("; first: {w}"));
         }
         if !with_stats {
@@ -498,7 +509,7 @@ fn main() -> ExitCode {
                     let per_cpu = Vec::new();
                     let why = match stats.total_warnings() {
                         0 => "nothing was logged while it was followed".to_owned(),
-                        _ => why_nothing(&stats, &per_cpu, cli.stats),
+                        _ => why_nothing(&stats, &per_cpu, cli.stats, Some(dir)),
                     };
                     eprintln!("klog-decode: {}: no events: {why}", dir.display());
                 }

@@ -95,7 +95,16 @@ fn why_nothing_was_decoded_without_stats() {
     d.write("cpu0", &st.read_stream());
     let e = stderr(&run(&[], d.path()));
     assert!(e.contains("77 events were lost"), "{e}");
-    // Garbage: an error that names the problem (the first warning) without --stats.
+    // Garbage: an error that names the problem (the first warning) without --stats, and the
+    // directory once (a missing stream is named by its file name).
+    std::fs::remove_file(d.path().join("cpu0")).unwrap();
+    d.write("cpu1", &[0x55; 300]);
+    let o = run(&[], d.path());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("first: stream-missing (cpu0): cpu0: "), "{e}");
+    path_at_most_once(&e, d.path());
+    d.write("cpu1", b"");
     d.write("cpu0", &[0x55; 300]);
     let o = run(&[], d.path());
     let e = stderr(&o);
