@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a trace cannot be decoded at all.
 #[derive(Debug)]
@@ -31,6 +31,9 @@ pub enum Error {
     EmptyMetadata,
     /// The metadata stream does not start with a klog header record.
     NotKlogMetadata(String),
+    /// The directory is a live relay directory (its `cpuN` are relay buffer files, in shared
+    /// memory or debugfs), given as if it were a recorded trace.
+    LiveDirectory(PathBuf),
     /// The trace is of a format version this decoder does not know.
     UnsupportedVersion {
         /// The version in the trace.
@@ -41,7 +44,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Io { path, source } => f.write_str(&with_path(path, source)),
             Error::Output(e) => write!(f, "writing output: {e}"),
             Error::NotADirectory(p) => write!(
                 f,
@@ -65,6 +68,14 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::LiveDirectory(p) => write!(
+                f,
+                "{}: a live relay directory (its cpuN files are relay buffers, not recorded \
+                 streams): add --snapshot to decode a copy of its buffers as they are now, or \
+                 record it first (`klog-decode record LIVE_DIR OUT_DIR`), or follow it \
+                 (`klog-decode --follow LIVE_DIR`)",
+                p.display()
+            ),
             Error::EmptyMetadata => {
                 f.write_str("the metadata stream is empty (the trace was never opened?)")
             }
@@ -77,6 +88,18 @@ impl fmt::Display for Error {
                 klog::wire::VERSION
             ),
         }
+    }
+}
+
+/// `"PATH: ERROR"`, or just the error if its message already names the path (errors from
+/// `relay` and from the recorder often do): a message never prints a path twice.
+pub fn with_path(path: &Path, err: &dyn fmt::Display) -> String {
+    let msg = err.to_string();
+    let p = path.display().to_string();
+    if !p.is_empty() && msg.contains(&p) {
+        msg
+    } else {
+        format!("{p}: {msg}")
     }
 }
 

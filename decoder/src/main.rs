@@ -7,13 +7,15 @@
 //! klog-decode record LIVE_DIR OUT_DIR [--duration SECS]
 //! ```
 //!
-//! Exit status: 0 when the trace decoded (warnings are counted and summarised on stderr), 1 when
-//! nothing could be decoded (not a klog trace, no metadata, unknown version, no stream, or
-//! nothing but garbage), 2 for a usage error.
+//! Exit status: 0 when the trace decoded (warnings are counted and summarised on stderr; a valid
+//! trace without events and filters that matched nothing are explained there too), 1 when
+//! nothing could be decoded (not a klog trace, no metadata, unknown version, no stream, a live
+//! directory without `--snapshot`, or nothing but garbage: stderr says why), 2 for a usage
+//! error.
 
 use std::collections::BTreeSet;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,7 +49,9 @@ struct Cli {
     stats: bool,
     /// The cpuN files are mmap snapshots (whole-buffer images of an overwrite-mode channel), or
     /// TRACE_DIR is a live relay directory (the kernel's debugfs klog directory, a user-space
-    /// shm directory) whose buffers are mapped and copied now; flush the channel first.
+    /// shm directory) whose buffers are mapped and copied now. A user-space buffer's copy
+    /// includes the sub-buffer being written, up to the writer's committed offset (also when
+    /// the writer died); for kernel buffers and image files flush the channel first.
     #[arg(long)]
     snapshot: bool,
     /// Most verbose level shown: error, warn, info, debug, trace (warn shows errors and warnings).
@@ -259,26 +263,188 @@ fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error>
         Err(e) => return Err(e),
     };
     let (stats, per_cpu) = (recs.stats(), recs.per_cpu());
-    let nothing = written.decoded == 0 && stats.total_warnings() > 0;
+    drop(recs);
+    let events = stats.events + stats.raw_records;
     if cli.stats {
         print_stats(&stats, &per_cpu, written.decoded, written.shown);
-    } else if !nothing {
+    } else if events > 0 {
         warn_summary(&stats);
     }
-    if nothing {
-        eprintln!(
-            "klog-decode: error: {}: nothing could be decoded ({} warnings{})",
-            path.display(),
-            stats.total_warnings(),
-            if cli.stats {
-                ""
-            } else {
-                "; --stats for details"
-            }
-        );
-        return Ok(ExitCode::FAILURE);
+    if events == 0 {
+        let why = why_nothing(&stats, &per_cpu, cli.stats, Some(path));
+        if stats.total_warnings() > 0 {
+            eprintln!(
+                "klog-decode: error: {}: nothing could be decoded: {why}",
+                path.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        // A valid trace without events is no error, but say why the output is empty.
+        eprintln!("klog-decode: {}: no events: {why}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for note in filter_notes(&trace, filter, &per_cpu, written.shown) {
+        eprintln!("klog-decode: note: {note}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a trace decoded to no event, for the one-line message on stderr.
+fn why_nothing(
+    stats: &Stats,
+    per_cpu: &[CpuSummary],
+    with_stats: bool,
+    dir: Option<&Path>,
+) -> String {
+    let bytes: u64 = per_cpu.iter().map(|c| c.bytes).sum();
+    let warnings = stats.total_warnings();
+    if warnings > 0 {
+        let kinds: Vec<String> = stats
+            .warning_counts
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let mut m = format!("{warnings} warnings ({})", kinds.join(", "));
+        if let Some(w) = stats.warnings.first() {
+            // The message already names the directory: its files by their names only.
+            let w = w.to_string();
+            let w = match dir {
+                Some(d) => w.replace(&format!("{}/", d.display()), ""),
+                None => w,
+            };
+            m.push_str(&format!("; first: {w}"));
+        }
+        if !with_stats {
+            m.push_str("; --stats for details");
+        }
+        return m;
+    }
+    if bytes == 0 {
+        return "the cpuN streams are empty (nothing was recorded: the program logged nothing \
+                while it was recorded, or its buffers were never flushed or read)"
+            .into();
+    }
+    if stats.lost_events > 0 {
+        return format!(
+            "{} events were lost (dropped by the writer) and none was recorded",
+            stats.lost_events
+        );
+    }
+    format!(
+        "{} sub-buffers ({bytes} bytes) hold no events (the program logged nothing while it was \
+         recorded)",
+        stats.subbufs
+    )
+}
+
+/// Notes about filters that matched nothing: each `--cpu`, `--target` and `--level` that no
+/// record of the trace can match (from the streams and the metadata), and, when nothing at all
+/// was shown, which filter rejected everything (a second pass over the records).
+fn filter_notes(trace: &Trace, filter: &Filter, per_cpu: &[CpuSummary], shown: u64) -> Vec<String> {
+    if filter.is_empty() {
+        return Vec::new();
+    }
+    let meta = &trace.metadata;
+    let mut notes = Vec::new();
+    if let Some(cpus) = &filter.cpus {
+        let have: Vec<String> = per_cpu.iter().map(|c| format!("cpu{}", c.cpu)).collect();
+        for &c in cpus {
+            match per_cpu.iter().find(|s| s.cpu == c) {
+                None => notes.push(format!(
+                    "--cpu {c} matched nothing: the trace has no cpu{c} (it has {})",
+                    have.join(", ")
+                )),
+                Some(s) if s.stats.events + s.stats.raw_records == 0 => {
+                    notes.push(format!("--cpu {c} matched nothing: no events on cpu{c}"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let mut targets: Vec<&str> = meta.callsites.values().map(|c| c.module.as_str()).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    for t in &filter.targets {
+        if !targets.iter().any(|m| m.starts_with(t.as_str())) {
+            let mut list: Vec<&str> = targets.iter().take(8).copied().collect();
+            if targets.len() > 8 {
+                list.push("…");
+            }
+            notes.push(format!(
+                "--target {t} matched nothing: no callsite's target starts with it (targets in \
+                 the trace: {})",
+                list.join(", ")
+            ));
+        }
+    }
+    if let Some(max) = filter.max_level {
+        if !meta
+            .callsites
+            .values()
+            .any(|c| (1..=max).contains(&c.level_raw))
+        {
+            notes.push(format!(
+                "--level {} matched nothing: no callsite is that severe",
+                level_name(max)
+            ));
+        }
+    }
+    if shown == 0 && notes.is_empty() {
+        notes.push(why_none_shown(trace, filter));
+    }
+    notes
+}
+
+fn level_name(l: u8) -> &'static str {
+    match l {
+        1 => "error",
+        2 => "warn",
+        3 => "info",
+        4 => "debug",
+        _ => "trace",
+    }
+}
+
+/// Which filter rejected every record: each part of `filter` is tried alone on every record.
+fn why_none_shown(trace: &Trace, filter: &Filter) -> String {
+    let time = Filter {
+        since_ns: filter.since_ns,
+        until_ns: filter.until_ns,
+        absolute: filter.absolute,
+        ..Filter::default()
+    };
+    let rest = Filter {
+        since_ns: None,
+        until_ns: None,
+        ..filter.clone()
+    };
+    let (mut n_time, mut n_rest) = (0u64, 0u64);
+    let mut span: Option<(i128, i128)> = None;
+    let mut recs = trace.records_ref();
+    let mut origin = None;
+    while let Some(r) = recs.next_in_place() {
+        let ns = trace.clock.to_ns(r.ts_raw());
+        let o = *origin.get_or_insert(ns);
+        let t = if filter.absolute { ns } else { ns - o };
+        span = Some(span.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+        n_time += u64::from(time.accepts_ref(r, ns, o));
+        n_rest += u64::from(rest.accepts_ref(r, ns, o));
+    }
+    let secs = |ns: i128| format!("{:.6}", ns as f64 / 1e9);
+    match span {
+        Some((a, b)) if n_time == 0 => format!(
+            "--since/--until matched nothing: the records span {} .. {} s{}",
+            secs(a),
+            secs(b),
+            if filter.absolute {
+                " (CLOCK_MONOTONIC)"
+            } else {
+                " (since the first record)"
+            }
+        ),
+        _ if n_rest == 0 => "no record passes --level, --cpu and --target together".into(),
+        _ => "no record passes all the filters together (each alone matches some)".into(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -338,6 +504,14 @@ fn main() -> ExitCode {
                     eprintln!("{stats}");
                 } else {
                     warn_summary(&stats);
+                }
+                if stats.events + stats.raw_records == 0 {
+                    let per_cpu = Vec::new();
+                    let why = match stats.total_warnings() {
+                        0 => "nothing was logged while it was followed".to_owned(),
+                        _ => why_nothing(&stats, &per_cpu, cli.stats, Some(dir)),
+                    };
+                    eprintln!("klog-decode: {}: no events: {why}", dir.display());
                 }
                 ExitCode::SUCCESS
             })

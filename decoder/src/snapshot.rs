@@ -3,8 +3,12 @@
 //! The image holds `n_subbufs` slots of `subbuf_size` bytes, each starting with a header. The
 //! slots are ordered by `seq`; the frames of slot `k` end at `subbuf_size - prev_padding` of the
 //! slot with seq `k + 1`. The slot with the highest seq is being written: its end is unknown, so
-//! it is reported as torn and skipped. Slots without a header, of another CPU, with a duplicate
-//! or stale seq, or whose end cannot be determined are skipped with a warning.
+//! it is reported as torn and skipped — unless the image is a copy of a live user-space buffer
+//! whose control block gave the writer's committed offset ([`LiveEnd`]): then that slot is walked
+//! up to it (a writer that died — a crashed flight recorder — left its newest events there), and
+//! a frame that crosses it is reported as torn, never decoded. Slots without a header, of another
+//! CPU, with a duplicate or stale seq, or whose end cannot be determined are skipped with a
+//! warning.
 
 use klog::wire::{SubbufHeader, SUBBUF_HEADER_LEN};
 
@@ -22,6 +26,19 @@ pub(crate) struct SlotPlan {
     pub(crate) end: usize,
     pub(crate) base_ts: u64,
     pub(crate) lost: u32,
+    /// `end` is the writer's committed offset (the slot being written), not a finished
+    /// sub-buffer's length: a frame crossing it is torn (the writer stopped inside it).
+    pub(crate) committed: bool,
+}
+
+/// The writer's committed position in a live buffer image, from its control block: slot `slot`
+/// (index in the image) holds the newest bytes, complete up to `committed` bytes from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveEnd {
+    /// Slot index of the sub-buffer being written.
+    pub slot: usize,
+    /// Bytes committed in it (its header included).
+    pub committed: usize,
 }
 
 /// Orders the slots of an image; returns the slots to walk and the records to report after
@@ -30,6 +47,7 @@ pub(crate) fn plan(
     meta: &Metadata,
     cpu: &mut u16,
     data: &[u8],
+    live: Option<LiveEnd>,
     stats: &mut Stats,
 ) -> (Vec<SlotPlan>, Vec<Lost>) {
     let ss = meta.header.subbuf_size as usize;
@@ -163,6 +181,7 @@ pub(crate) fn plan(
                 end: at + len,
                 base_ts: h.base_ts,
                 lost: h.lost,
+                committed: false,
             }),
             _ => stats.warn(
                 WarningKind::SlotSkipped,
@@ -173,6 +192,21 @@ pub(crate) fn plan(
                     h.seq, next.prev_padding
                 ),
             ),
+        }
+    }
+    // The control block says how far the newest slot is written: walk it up to there.
+    if let Some(l) = live.filter(|l| l.slot == torn_slot && l.committed <= ss) {
+        if l.committed >= SUBBUF_HEADER_LEN {
+            let at = torn_slot * ss;
+            plans.push(SlotPlan {
+                seq: torn.seq,
+                start: at,
+                end: at + l.committed,
+                base_ts: torn.base_ts,
+                lost: torn.lost,
+                committed: true,
+            });
+            return (plans, Vec::new());
         }
     }
     stats.warn(

@@ -432,6 +432,8 @@ struct SnapState {
     next: usize,
     /// Position, end and time reference of the slot being walked.
     cur: Option<(usize, usize, TimeRef)>,
+    /// The slot being walked ends at the writer's committed offset ([`SlotPlan::committed`]).
+    cur_committed: bool,
     tail: Vec<Lost>,
 }
 
@@ -475,6 +477,17 @@ impl<'a> CpuStream<'a> {
 
     /// An mmap snapshot of buffer `cpu`: the whole buffer image of an overwrite-mode channel.
     pub fn snapshot(meta: &'a Metadata, cpu: u16, data: &'a [u8]) -> Self {
+        Self::snapshot_live(meta, cpu, data, None)
+    }
+
+    /// [`CpuStream::snapshot`] of a live buffer whose control block gave the writer's committed
+    /// position (`live`): the sub-buffer being written is decoded up to it instead of skipped.
+    pub fn snapshot_live(
+        meta: &'a Metadata,
+        cpu: u16,
+        data: &'a [u8],
+        live: Option<snapshot::LiveEnd>,
+    ) -> Self {
         let mut s = Self::with_walk(
             meta,
             cpu,
@@ -483,10 +496,11 @@ impl<'a> CpuStream<'a> {
                 plans: Vec::new(),
                 next: 0,
                 cur: None,
+                cur_committed: false,
                 tail: Vec::new(),
             }),
         );
-        let (plans, tail) = snapshot::plan(meta, &mut s.cpu, data, &mut s.stats);
+        let (plans, tail) = snapshot::plan(meta, &mut s.cpu, data, live, &mut s.stats);
         if let Walk::Snap(st) = &mut s.walk {
             st.plans = plans;
             st.tail = tail;
@@ -847,6 +861,7 @@ impl<'a> CpuStream<'a> {
                 match st.plans.get(st.next) {
                     Some(p) => {
                         st.next += 1;
+                        st.cur_committed = p.committed;
                         st.cur = Some((
                             p.start + SUBBUF_HEADER_LEN,
                             p.end,
@@ -897,6 +912,21 @@ impl<'a> CpuStream<'a> {
                 }
                 Err(e) => {
                     st.cur = None;
+                    if st.cur_committed && frame_crosses(self.data, pos, end) {
+                        // The writer stopped inside this frame's reservation (it died, or is
+                        // still writing it): its bytes are not all there.
+                        self.stats.warn(
+                            WarningKind::TornSubbuf,
+                            Some(self.cpu),
+                            Some(pos as u64),
+                            format_args!(
+                                "the last frame of the sub-buffer being written is torn (its \
+                                 writer stopped inside it): {} bytes not decoded",
+                                end - pos
+                            ),
+                        );
+                        continue;
+                    }
                     let why = match e {
                         FrameErr::Corrupt(w) => w,
                         FrameErr::Truncated => "frame runs past the end of the data".into(),
@@ -911,6 +941,17 @@ impl<'a> CpuStream<'a> {
                 }
             }
         }
+    }
+}
+
+/// Whether the frame at `pos` runs past `end` (its length prefix says so, or `end` cuts the
+/// prefix itself).
+fn frame_crosses(data: &[u8], pos: usize, end: usize) -> bool {
+    let mut c = Cursor::new(data.get(pos..end).unwrap_or_default());
+    match c.varint() {
+        Ok(len) => (c.pos() as u64).saturating_add(len) > (end - pos) as u64,
+        Err(ReadError::Eof) => true,
+        Err(_) => false,
     }
 }
 

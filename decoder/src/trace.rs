@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::merge::{Merge, RefMerge};
 use crate::metadata::{parse_metadata, Metadata};
+use crate::snapshot::LiveEnd;
 use crate::stats::{Stats, WarningKind};
 use crate::stream::{CpuStream, Record, RecordRef};
 use crate::text::TextFormatter;
@@ -23,6 +24,9 @@ pub struct Options {
     /// The `cpuN` files are mmap snapshots (whole-buffer images) rather than `read()` streams.
     pub snapshot: bool,
 }
+
+/// Copies of a live buffer tried while its writer keeps starting sub-buffers underneath.
+const SNAPSHOT_TRIES: usize = 8;
 
 /// Files at least this large are mapped rather than read (see docs/PERFORMANCE.md,
 /// "Decoder throughput": mapping and releasing the consumed pages keeps the resident set bounded
@@ -78,9 +82,21 @@ impl StreamData {
     /// the newest slot torn) cover a slot being rewritten, except while it is overwritten
     /// underneath the copy; flush (and stop writing) first for an exact picture.
     pub fn load_snapshot(path: &Path, len: usize) -> io::Result<StreamData> {
+        Self::load_live_snapshot(path, len).map(|(d, _)| d)
+    }
+
+    /// [`StreamData::load_snapshot`], plus the writer's committed position when `path` is a
+    /// live user-space buffer file (its control block has it; kernel relay files and recorded
+    /// images do not): the sub-buffer being written can then be decoded up to it. The position
+    /// is read before and after the copy and kept only if no sub-buffer was started in between
+    /// (a writer that keeps going gets a few tries; a dead one holds still).
+    pub fn load_live_snapshot(
+        path: &Path,
+        len: usize,
+    ) -> io::Result<(StreamData, Option<LiveEnd>)> {
         let Ok(f) = relay::user::RelayFile::open(path) else {
             // Not a relay file: a recorded image.
-            return StreamData::load(path);
+            return StreamData::load(path).map(|d| (d, None));
         };
         let m = f.mmap(len).map_err(|e| {
             io::Error::new(
@@ -89,7 +105,26 @@ impl StreamData {
             )
         })?;
         let b = m.as_slice();
-        Ok(StreamData::Owned(b[..len.min(b.len())].to_vec()))
+        let mut copy = Vec::new();
+        for _ in 0..SNAPSHOT_TRIES {
+            let before = f.write_position().ok().flatten();
+            copy.clear();
+            copy.extend_from_slice(&b[..len.min(b.len())]);
+            let after = f.write_position().ok().flatten();
+            match (before, after) {
+                (Some(p), Some(q)) if p.produced == q.produced && p.slot == q.slot => {
+                    // Every byte below `p.committed` was published before the copy started.
+                    let live = LiveEnd {
+                        slot: p.slot,
+                        committed: p.committed,
+                    };
+                    return Ok((StreamData::Owned(copy), Some(live)));
+                }
+                (Some(_), Some(_)) => continue,
+                _ => break,
+            }
+        }
+        Ok((StreamData::Owned(copy), None))
     }
 
     /// Drops the resident pages of `range` (decoded bytes); they are read back from the file if
@@ -120,6 +155,8 @@ pub struct Trace {
     /// (CPU, bytes) of each stream present.
     pub streams: Vec<(u16, StreamData)>,
     snapshot: bool,
+    /// Per stream (same order): the writer's committed position of a live snapshot.
+    live_ends: Vec<Option<LiveEnd>>,
     stats: Stats,
 }
 
@@ -128,6 +165,21 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Whether `path` is a live relay file rather than a recorded stream: a kernel relay file
+/// (debugfs/tracefs) or a user-space buffer file (which starts with relay's file magic).
+pub fn is_live_relay_file(path: &Path) -> bool {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    if relay::user::sys::is_kernel_fs(f.as_fd()).unwrap_or(false) {
+        return true;
+    }
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic).is_ok() && magic == relay::user::MAGIC
 }
 
 fn cpu_index(name: &str) -> Option<u32> {
@@ -173,21 +225,34 @@ impl Trace {
         let n = metadata.header.n_cpus;
         let image_len = (metadata.header.n_subbufs as usize)
             .saturating_mul(metadata.header.subbuf_size as usize);
+        if !opts.snapshot {
+            // Reading a kernel relay file consumes it, and a user-space one is no stream: stop
+            // before touching either.
+            if let Some(p) = (0..n).map(|c| stream_path(dir, c)).find(|p| p.exists()) {
+                if is_live_relay_file(&p) {
+                    return Err(Error::LiveDirectory(dir.to_path_buf()));
+                }
+            }
+        }
         let mut streams = Vec::new();
+        let mut live_ends = Vec::new();
         for cpu in 0..n {
             let p = stream_path(dir, cpu);
             let loaded = if opts.snapshot {
-                StreamData::load_snapshot(&p, image_len)
+                StreamData::load_live_snapshot(&p, image_len)
             } else {
-                StreamData::load(&p)
+                StreamData::load(&p).map(|d| (d, None))
             };
             match loaded {
-                Ok(b) => streams.push((cpu, b)),
+                Ok((b, live)) => {
+                    streams.push((cpu, b));
+                    live_ends.push(live);
+                }
                 Err(e) => stats.warn(
                     WarningKind::StreamMissing,
                     Some(cpu),
                     None,
-                    format_args!("{}: {e}", p.display()),
+                    format_args!("{}", crate::error::with_path(&p, &e)),
                 ),
             }
         }
@@ -201,7 +266,9 @@ impl Trace {
                 );
             }
         }
-        Ok(Self::assemble(metadata, streams, opts, stats))
+        let mut t = Self::assemble(metadata, streams, opts, stats);
+        t.live_ends = live_ends;
+        Ok(t)
     }
 
     /// A trace from bytes in memory: the metadata stream and stream `i` for CPU `i`.
@@ -232,6 +299,7 @@ impl Trace {
             clock,
             streams,
             snapshot: opts.snapshot,
+            live_ends: Vec::new(),
             stats,
         }
     }
@@ -245,9 +313,11 @@ impl Trace {
     pub fn cpu_streams(&self) -> Vec<CpuStream<'_>> {
         self.streams
             .iter()
-            .map(|(cpu, b)| {
+            .enumerate()
+            .map(|(i, (cpu, b))| {
                 if self.snapshot {
-                    CpuStream::snapshot(&self.metadata, *cpu, b)
+                    let live = self.live_ends.get(i).copied().flatten();
+                    CpuStream::snapshot_live(&self.metadata, *cpu, b, live)
                 } else {
                     CpuStream::new(&self.metadata, *cpu, b)
                 }

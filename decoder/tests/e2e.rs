@@ -193,10 +193,12 @@ fn mmap_snapshot_of_a_real_overwrite_channel() {
     assert!(idx.windows(2).all(|w| w[1] == w[0] + 1));
     assert!(idx.len() > (n - 2) * ss / 16, "{} events", idx.len());
     assert_eq!(r.stats.subbufs, n as u64 - 1);
-    // `--snapshot` of the live directory maps the relay files itself: the same picture.
+    // `--snapshot` of the live directory maps the relay files itself: the same events, and no
+    // warning, since the control block says the newest sub-buffer (started by the flush) is
+    // empty rather than torn.
     let live_r = decode_dir(live.path(), &opts).unwrap();
     assert_eq!(live_r.records, r.records);
-    assert_eq!(live_r.stats.total_warnings(), 1, "{}", live_r.stats);
+    assert_eq!(live_r.stats.total_warnings(), 0, "{}", live_r.stats);
     h.finish();
 }
 

@@ -62,7 +62,12 @@ const MAX_ARGS: usize = 16;
 ///                     fn __klog_arg<T: $crate::Arg + ?Sized>(_: &T) {}
 ///                     __klog_arg(__klog_args.0);
 ///                     __klog_arg(__klog_args.1);
-///                     let _ = ::core::format_args!("rx {0} after {1:#x} {0}", __klog_args.0, __klog_args.1);
+///                     use $crate::__private::{ProbeBuiltin as _, ProbeUser as _};
+///                     let _ = ::core::format_args!(
+///                         "rx {0} after {1:#x} {0}",
+///                         (&$crate::__private::Probe(__klog_args.0)).klog_fmt_check(),
+///                         (&$crate::__private::Probe(__klog_args.1)).klog_fmt_check(),
+///                     );
 ///                 }
 ///                 $crate::__private::emit(__klog_callsite, __klog_args);
 ///             }
@@ -77,7 +82,10 @@ const MAX_ARGS: usize = 16;
 /// The arguments are evaluated once, only when the callsite is enabled. The dead branch checks
 /// types where the errors can point at the offending argument: `__klog_arg` that it implements
 /// `klog::Arg` (`emit`'s bound on the whole tuple would point at the whole statement), the
-/// `format_args!` every placeholder against its argument with rustc's own rules.
+/// `format_args!` every placeholder against its argument with rustc's own rules — for klog's
+/// own argument types; a user type is decoded as the primitive its `Arg` impl encodes, so its
+/// own `Display`/`Debug`/... impls are never used and not required (`Probe` hands
+/// `format_args!` a stand-in for it).
 ///
 /// The final argument list is: positional arguments in order, explicit named arguments in
 /// order, then identifiers captured from the caller's scope in order of first use; the stored
@@ -650,8 +658,27 @@ fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
             punct('.', Spacing::Alone, hi),
             TokenTree::Literal(idx),
         ];
-        check.extend(field.clone());
-        check.push(punct(',', Spacing::Alone, hi));
+        // `(&$crate::__private::Probe(__klog_args.i)).klog_fmt_check(),`: the argument itself
+        // for klog's own types, a stand-in that accepts every spec for user types (see
+        // `klog::__private::Probe`).
+        let mut probe: Vec<TokenTree> = vec![punct('&', Spacing::Alone, lo)];
+        probe.extend(call.path.iter().cloned());
+        probe.extend([
+            punct(':', Spacing::Joint, lo),
+            punct(':', Spacing::Alone, lo),
+            TokenTree::Ident(Ident::new("__private", lo)),
+            punct(':', Spacing::Joint, lo),
+            punct(':', Spacing::Alone, lo),
+            TokenTree::Ident(Ident::new("Probe", lo)),
+            group(Delimiter::Parenthesis, field.iter().cloned().collect(), hi),
+        ]);
+        check.extend([
+            group(Delimiter::Parenthesis, probe.into_iter().collect(), lo),
+            punct('.', Spacing::Alone, hi),
+            TokenTree::Ident(Ident::new("klog_fmt_check", hi)),
+            group(Delimiter::Parenthesis, TokenStream::new(), hi),
+            punct(',', Spacing::Alone, hi),
+        ]);
         // `__klog_arg(__klog_args.i);`
         arg_check.push(TokenTree::Ident(Ident::new("__klog_arg", lo)));
         arg_check.push(group(
@@ -668,6 +695,8 @@ fn expand_fmt(call: Call) -> Result<TokenStream, Errors> {
     ));
 
     let checks = "
+        #[allow(unused_imports)]
+        use __K_PATH::__private::{ProbeBuiltin as _, ProbeUser as _};
         fn __klog_arg<T: __K_PATH::Arg + ?Sized>(_: &T) {}
         __K_ARG_CHECK
         let _ = ::core::format_args!(__K_FMT, __K_CHECK);

@@ -215,8 +215,20 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// A value `klog!` can record. Implemented for the primitive types, `&str`, `&[u8]`, `char`,
-/// references to them, and by users for their own types (see [`ArgType::User`]).
+/// A value `klog!` can record. Implemented for the primitive types, `&str`, `String`, `&[u8]`,
+/// `[u8; N]`, `char`, references to them, and by users for their own types: usually by
+/// delegating to a primitive (`TYPE`, `encoded_len` and `encode` of the primitive; the decoder
+/// then renders the value as that primitive, with the statement's format spec), or with
+/// [`ArgType::User`] and an encoding of their own (decoded as hex). The type's own `Display` or
+/// `Debug` is never used: the trace carries the encoded value only.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be recorded by klog: it does not implement `klog::Arg`",
+    label = "not a klog argument",
+    note = "klog records integers, `bool`, `char`, `f32`, `f64`, `&str`, `String`, `&[u8]` and \
+            `[u8; N]`, and types that implement `klog::Arg`: pass `v.as_slice()` for a \
+            `Vec<u8>`, implement `klog::Arg` for your own type (see the README), or format \
+            other values into a `String` first"
+)]
 pub trait Arg {
     /// The wire type.
     const TYPE: ArgType;

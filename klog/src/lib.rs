@@ -29,6 +29,7 @@ pub mod clock;
 mod dispatch;
 #[cfg(feature = "std")]
 pub mod filter;
+mod fmtcheck;
 pub mod fmtspec;
 mod level;
 #[cfg(feature = "log")]
@@ -68,6 +69,7 @@ pub const STATIC_MAX_LEVEL: Option<Level> = if cfg!(any(feature = "off", feature
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callsite::{Callsite, Kind, Meta};
+    pub use crate::fmtcheck::{AnyFmt, Builtin, Probe, ProbeBuiltin, ProbeUser};
     pub use klog_macros::klog_callsite;
 
     /// Whether statements of `level` are compiled in (constant-folded).
@@ -77,6 +79,12 @@ pub mod __private {
             Some(max) => level as u8 <= max as u8,
             None => false,
         }
+    }
+
+    /// The level of a `klog!(level_expr, ...)` statement (a type check with a clear error).
+    #[inline(always)]
+    pub const fn level_of(level: crate::Level) -> crate::Level {
+        level
     }
 
     /// The check of every statement (one load and a branch when disabled).
@@ -108,7 +116,18 @@ pub mod __private {
     }
 }
 
-/// Records an event: `klog!("fmt {} {:x}", a, b)` or `klog!(Level::Warn, "fmt", ...)`.
+/// Records an event: `klog!("fmt {} {:x}", a, b)`, or with a level first:
+/// `klog!(Level::Warn, "fmt", ...)` (with or without `use klog::Level`),
+/// `klog!(klog::Level::Warn, ...)`, or any expression of type [`Level`]
+/// (`let l = Level::Warn; klog!(l, ...)`).
+///
+/// A level written as a path (`Level::X`, `path::Level::X`) is the callsite's static level: it
+/// is compiled out by `max_level_*`, filtered by `set_max_level`/`set_filter`/`control` like any
+/// statement, and recorded once in the metadata. A level from an expression is decided per
+/// event: the statement expands to one callsite per level and the event goes through the one of
+/// its level, so each event obeys the filters for its own level and is decoded with it (the
+/// metadata defines the callsites of the levels that fired; `control` sees them as separate
+/// callsites on the same line).
 #[cfg(not(feature = "off"))]
 #[macro_export]
 macro_rules! klog {
@@ -117,9 +136,23 @@ macro_rules! klog {
             $crate::__private::klog_callsite!($crate, $lvl, fmt, $fmt $(, ($arg))*)
         }
     };
+    ($(::)? $krate:ident :: Level :: $lvl:ident, $fmt:literal $(, $arg:expr)* $(,)?) => {{
+        // The path must name klog's `Level` (checked, never run).
+        let _: fn() -> $crate::Level = || $krate::Level::$lvl;
+        $crate::klog!(Level::$lvl, $fmt $(, $arg)*)
+    }};
     ($fmt:literal $(, $arg:expr)* $(,)?) => {
         if $crate::__private::level_compiled($crate::Level::Info) {
             $crate::__private::klog_callsite!($crate, Info, fmt, $fmt $(, ($arg))*)
+        }
+    };
+    ($lvl:expr, $fmt:literal $(, $arg:expr)* $(,)?) => {
+        match $crate::__private::level_of($lvl) {
+            $crate::Level::Error => $crate::klog!(Level::Error, $fmt $(, $arg)*),
+            $crate::Level::Warn => $crate::klog!(Level::Warn, $fmt $(, $arg)*),
+            $crate::Level::Info => $crate::klog!(Level::Info, $fmt $(, $arg)*),
+            $crate::Level::Debug => $crate::klog!(Level::Debug, $fmt $(, $arg)*),
+            $crate::Level::Trace => $crate::klog!(Level::Trace, $fmt $(, $arg)*),
         }
     };
 }
@@ -132,9 +165,19 @@ macro_rules! klog {
     (Level::$lvl:ident, $fmt:literal $(, $arg:expr)* $(,)?) => {
         $crate::__private::klog_callsite!($crate, $lvl, off, $fmt $(, ($arg))*)
     };
+    ($(::)? $krate:ident :: Level :: $lvl:ident, $fmt:literal $(, $arg:expr)* $(,)?) => {{
+        let _: fn() -> $crate::Level = || $krate::Level::$lvl;
+        $crate::__private::klog_callsite!($crate, $lvl, off, $fmt $(, ($arg))*)
+    }};
     ($fmt:literal $(, $arg:expr)* $(,)?) => {
         $crate::__private::klog_callsite!($crate, Info, off, $fmt $(, ($arg))*)
     };
+    ($lvl:expr, $fmt:literal $(, $arg:expr)* $(,)?) => {{
+        if false {
+            let _ = $crate::__private::level_of($lvl);
+        }
+        $crate::__private::klog_callsite!($crate, Info, off, $fmt $(, ($arg))*)
+    }};
 }
 
 /// Records raw bytes (anything `AsRef<[u8]>`): `klog_raw!(bytes)`.

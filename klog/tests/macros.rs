@@ -401,3 +401,103 @@ fn compiled_out_statements_are_checked_but_never_run() {
     klog::for_each_callsite(|cs| seen |= cs.meta().fmt == "{0} {1:#x} {2}");
     assert!(!seen, "an `off` statement defines no callsite");
 }
+
+/// Levels of the callsites registered for `line` of this file.
+fn levels_on(line: u32) -> Vec<Level> {
+    let mut v = Vec::new();
+    klog::for_each_callsite(|cs| {
+        if cs.meta().file == file!() && cs.meta().line == line {
+            v.push(cs.meta().level);
+        }
+    });
+    v.sort();
+    v
+}
+
+/// The README's `klog!(Level::Warn, ...)` with the level as a path in every spelling: the
+/// callsite's static level.
+#[test]
+fn level_as_a_path() {
+    let m = meta_of(|| line_of!(klog!(klog::Level::Warn, "full path {}", 1u8)));
+    assert_eq!((m.level, m.fmt), (Level::Warn, "full path {0}"));
+    let m = meta_of(|| line_of!(klog!(::klog::Level::Error, "absolute path")));
+    assert_eq!(m.level, Level::Error);
+    // `Level::X` needs no `use klog::Level`.
+    mod no_import {
+        pub fn log() -> u32 {
+            line_of!(klog::klog!(Level::Debug, "not imported"))
+        }
+    }
+    let m = meta_of(no_import::log);
+    assert_eq!(m.level, klog::Level::Debug);
+    // A renamed import of the crate.
+    let m = meta_of(|| {
+        use klog as renamed;
+        line_of!(klog!(renamed::Level::Trace, "renamed crate"))
+    });
+    assert_eq!(m.level, Level::Trace);
+}
+
+/// A level from a variable or any expression: each event goes through the callsite of its own
+/// level, so it obeys the filter for that level and is recorded with it.
+#[test]
+fn level_from_a_variable_obeys_the_filter_per_event() {
+    fn pick(i: u8) -> Level {
+        Level::from_u8(i).unwrap()
+    }
+    let l = Level::Warn;
+    let m = meta_of(|| line_of!(klog!(l, "var {}", 7u8)));
+    assert_eq!((m.level, m.fmt, m.n_args), (Level::Warn, "var {0}", 1));
+
+    let mut line = 0;
+    let mut evaluated = 0;
+    let cap = capture(|| {
+        klog::set_max_level(Level::Warn);
+        for i in 1..=5u8 {
+            line = line_of!(klog!(pick(i), "dyn {}", {
+                evaluated += 1;
+                i
+            }));
+        }
+        klog::set_max_level(Level::Trace);
+    });
+    let got: Vec<(u32, Vec<u8>)> = events(&cap)
+        .into_iter()
+        .map(|e| (e.line, e.payload))
+        .collect();
+    // Error and Warn pass `set_max_level(Warn)`; Info, Debug and Trace are filtered, and their
+    // arguments never evaluated.
+    assert_eq!(got, [(line, vec![1]), (line, vec![2])]);
+    assert_eq!(evaluated, 2);
+    let _g = serial();
+    let lv = levels_on(line);
+    assert!(
+        lv.contains(&Level::Error) && lv.contains(&Level::Warn),
+        "{lv:?}"
+    );
+}
+
+/// A user type needs `klog::Arg` only: the decoder renders it as the primitive it encodes as,
+/// so no `Display`/`Debug`/`LowerHex` impl is required for any spec.
+#[test]
+fn user_types_need_no_display() {
+    struct Port(u16);
+    impl klog::Arg for Port {
+        const TYPE: klog::ArgType = <u16 as klog::Arg>::TYPE;
+        const MAX_LEN: usize = <u16 as klog::Arg>::MAX_LEN;
+        fn encoded_len(&self) -> usize {
+            klog::Arg::encoded_len(&self.0)
+        }
+        fn encode(&self, w: &mut Writer<'_>) {
+            klog::Arg::encode(&self.0, w)
+        }
+    }
+    let p = Port(8080);
+    let cap = capture(|| {
+        klog!("port {} {:#x} {:?} {:>8}", p, p, &p, p);
+    });
+    let ev = events(&cap);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].fmt, "port {0} {1:#x} {2:?} {3:>8}");
+    assert_eq!(ev[0].types, [UINT; 4]);
+}

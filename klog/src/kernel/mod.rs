@@ -31,6 +31,8 @@
 pub mod arg;
 #[path = "../callsite.rs"]
 pub mod callsite;
+#[path = "../fmtcheck.rs"]
+pub mod fmtcheck;
 #[path = "../level.rs"]
 mod level;
 
@@ -44,6 +46,7 @@ pub mod __private {
 
     use super::arg::{Args, Writer};
     pub use super::callsite::{Callsite, Kind, Meta};
+    pub use super::fmtcheck::{AnyFmt, Builtin, Probe, ProbeBuiltin, ProbeUser};
     pub use klog_macros::klog_callsite;
 
     /// Frame kinds (docs/FORMAT.md).

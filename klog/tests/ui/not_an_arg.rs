@@ -1,4 +1,5 @@
-// Arguments must implement klog::Arg (checked by the runtime's `emit`).
+// Arguments must implement klog::Arg (checked by the runtime's `emit`); the error says which
+// types klog records.
 use klog::klog;
 
 #[derive(Debug)]
@@ -6,4 +7,6 @@ struct Opaque;
 
 fn main() {
     klog!("{:?}", Opaque);
+    let v = vec![1u8, 2];
+    klog!("{:?}", v);
 }

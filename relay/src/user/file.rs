@@ -298,6 +298,63 @@ impl RelayFile {
     }
 }
 
+/// Where the writer of a user-space buffer stands: what [`RelayFile::write_position`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WritePos {
+    /// Sub-buffers produced (finished) so far, i.e. the absolute number of the one being
+    /// written (relay's `subbufs_produced`).
+    pub produced: u64,
+    /// The slot (`0..n_subbufs`) holding the newest bytes.
+    pub slot: usize,
+    /// Bytes committed in that slot, from its start (a client header included): every byte
+    /// below is published, nothing at or above is.
+    pub committed: usize,
+    /// The writer's last switch was refused (no-overwrite mode, buffer full): `slot` is the
+    /// finished sub-buffer and `committed` its length without padding.
+    pub refused: bool,
+}
+
+impl RelayFile {
+    /// The writer's committed position, read from the shared control block without consuming
+    /// or waiting for anything (one seqlock snapshot, as `read` takes): e.g. for a snapshot of a
+    /// buffer whose writer died, whose newest sub-buffer is complete up to `committed`.
+    /// `Ok(None)` for kernel relay files (relay does not expose it). An error of kind
+    /// `WouldBlock` if the writer is inside a sub-buffer switch and stays there (preempted, or
+    /// died in it): the counters are then inconsistent.
+    pub fn write_position(&self) -> io::Result<Option<WritePos>> {
+        let Kind::User { mem, .. } = &self.kind else {
+            return Ok(None);
+        };
+        let b = mem.buf();
+        let geo = b.geometry();
+        let (size, n) = (geo.subbuf_size(), geo.n_subbufs());
+        let Some((produced, offset)) = b.writer_snapshot() else {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the writer is inside a sub-buffer switch (or died in one)",
+            ));
+        };
+        let pos = if offset > size {
+            // Refused: `produced` already counts the finished sub-buffer; the writer stays on it.
+            let slot = produced.wrapping_sub(1) % n;
+            WritePos {
+                produced: produced as u64,
+                slot,
+                committed: b.complete_len(slot),
+                refused: true,
+            }
+        } else {
+            WritePos {
+                produced: produced as u64,
+                slot: produced % n,
+                committed: offset,
+                refused: false,
+            }
+        };
+        Ok(Some(pos))
+    }
+}
+
 fn write_all_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable buffer of its length.

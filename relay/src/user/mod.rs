@@ -18,6 +18,7 @@ pub use channel::{
     default_create_buf_file, BufInfo, Channel, ChannelCallbacks, CloseReport, Error, Global,
     RawWriter, Reservation,
 };
+pub use file::WritePos;
 pub use file::{BufMapping, RelayFile};
 pub use recorder::{BufRecord, Recorder};
 pub use shm::{MAGIC, VERSION};
