@@ -6,7 +6,7 @@
 //! it is reported as torn and skipped. Slots without a header, of another CPU, with a duplicate
 //! or stale seq, or whose end cannot be determined are skipped with a warning.
 
-use klog::wire::{SubbufHeader, SUBBUF_HEADER_LEN};
+use klog::wire::SubbufHeader;
 
 use crate::metadata::Metadata;
 use crate::stats::{Stats, WarningKind};
@@ -34,7 +34,8 @@ pub(crate) fn plan(
 ) -> (Vec<SlotPlan>, Vec<Lost>) {
     let ss = meta.header.subbuf_size as usize;
     let n_subbufs = meta.header.n_subbufs as usize;
-    if ss <= SUBBUF_HEADER_LEN {
+    let hlen = meta.header.subbuf_header_len();
+    if ss <= hlen {
         stats.warn(
             WarningKind::StreamHeader,
             Some(*cpu),
@@ -60,8 +61,18 @@ pub(crate) fn plan(
     let mut slots: Vec<(usize, SubbufHeader)> = Vec::new();
     for i in 0..n {
         let at = i * ss;
-        let raw = &data[at..at + SUBBUF_HEADER_LEN];
-        match SubbufHeader::parse(raw) {
+        let raw = &data[at..at + hlen];
+        match meta.header.parse_subbuf(raw) {
+            Some(h) if meta.header.trace_id.is_some_and(|id| id != h.trace_id) => stats.warn(
+                WarningKind::TraceId,
+                Some(*cpu),
+                Some(at as u64),
+                format_args!(
+                    "slot {i}: header of another trace (id {:016x}, the metadata's {:016x})",
+                    h.trace_id,
+                    meta.header.trace_id.unwrap_or(0)
+                ),
+            ),
             Some(h) => slots.push((i, h)),
             None if raw.iter().all(|&b| b == 0) => {} // never used
             None => stats.warn(
@@ -157,7 +168,7 @@ pub(crate) fn plan(
         };
         let len = ss.checked_sub(next.prev_padding as usize);
         match len {
-            Some(len) if len >= SUBBUF_HEADER_LEN => plans.push(SlotPlan {
+            Some(len) if len >= hlen => plans.push(SlotPlan {
                 seq: h.seq,
                 start: at,
                 end: at + len,

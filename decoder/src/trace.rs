@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::merge::{Merge, RefMerge};
 use crate::metadata::{parse_metadata, Metadata};
-use crate::stats::{Stats, WarningKind};
+use crate::stats::{Accounting, Stats, WarningKind};
 use crate::stream::{CpuStream, Record, RecordRef};
 use crate::text::TextFormatter;
 use crate::timestamps::ClockConv;
@@ -119,6 +119,8 @@ pub struct Trace {
     pub clock: ClockConv,
     /// (CPU, bytes) of each stream present.
     pub streams: Vec<(u16, StreamData)>,
+    /// Streams refused because their trace id is not the metadata's: (file, its trace id).
+    pub refused: Vec<(PathBuf, u64)>,
     snapshot: bool,
     stats: Stats,
 }
@@ -174,6 +176,7 @@ impl Trace {
         let image_len = (metadata.header.n_subbufs as usize)
             .saturating_mul(metadata.header.subbuf_size as usize);
         let mut streams = Vec::new();
+        let mut paths = Vec::new();
         for cpu in 0..n {
             let p = stream_path(dir, cpu);
             let loaded = if opts.snapshot {
@@ -182,7 +185,10 @@ impl Trace {
                 StreamData::load(&p)
             };
             match loaded {
-                Ok(b) => streams.push((cpu, b)),
+                Ok(b) => {
+                    streams.push((cpu, b));
+                    paths.push(p);
+                }
                 Err(e) => stats.warn(
                     WarningKind::StreamMissing,
                     Some(cpu),
@@ -201,7 +207,7 @@ impl Trace {
                 );
             }
         }
-        Ok(Self::assemble(metadata, streams, opts, stats))
+        Self::assemble(metadata, &mpath, streams, paths, opts, stats)
     }
 
     /// A trace from bytes in memory: the metadata stream and stream `i` for CPU `i`.
@@ -212,28 +218,72 @@ impl Trace {
     ) -> Result<Trace, Error> {
         let mut stats = Stats::default();
         let metadata = parse_metadata(metadata, &mut stats)?;
+        let paths = (0..streams.len())
+            .map(|i| PathBuf::from(format!("cpu{i}")))
+            .collect();
         let streams = streams
             .into_iter()
             .enumerate()
             .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), StreamData::Owned(b)))
             .collect();
-        Ok(Self::assemble(metadata, streams, opts, stats))
+        Self::assemble(
+            metadata,
+            Path::new("metadata"),
+            streams,
+            paths,
+            opts,
+            stats,
+        )
     }
 
+    /// Refuses the streams of another trace (their first sub-buffer header has another trace
+    /// id than the metadata): each is reported, and if none is left the decode fails.
     fn assemble(
         metadata: Metadata,
+        mpath: &Path,
         streams: Vec<(u16, StreamData)>,
+        paths: Vec<PathBuf>,
         opts: &Options,
         mut stats: Stats,
-    ) -> Trace {
+    ) -> Result<Trace, Error> {
         let clock = ClockConv::new(&metadata.clocks, &mut stats);
-        Trace {
+        let mut kept = Vec::with_capacity(streams.len());
+        let mut refused = Vec::new();
+        for ((cpu, data), path) in streams.into_iter().zip(paths) {
+            let id = first_trace_id(&metadata, &data, opts.snapshot);
+            match (metadata.header.trace_id, id) {
+                (Some(want), Some(got)) if want != got => {
+                    stats.warn(
+                        WarningKind::TraceId,
+                        Some(cpu),
+                        None,
+                        format_args!(
+                            "{}: trace id {got:016x}, but {} has trace id {want:016x}: the \
+                             stream belongs to another trace (another run?); refused",
+                            path.display(),
+                            mpath.display()
+                        ),
+                    );
+                    refused.push((path, got));
+                }
+                _ => kept.push((cpu, data)),
+            }
+        }
+        if kept.is_empty() && !refused.is_empty() {
+            return Err(Error::TraceIdMismatch {
+                metadata: mpath.to_path_buf(),
+                meta_id: metadata.header.trace_id.unwrap_or(0),
+                streams: refused,
+            });
+        }
+        Ok(Trace {
             metadata,
             clock,
-            streams,
+            streams: kept,
+            refused,
             snapshot: opts.snapshot,
             stats,
-        }
+        })
     }
 
     /// Warnings of the metadata and the directory (the streams' come with [`Records::stats`]).
@@ -260,6 +310,7 @@ impl Trace {
     pub fn records(&self) -> Records<'_> {
         let n = self.streams.len();
         Records {
+            meta: &self.metadata,
             merge: Merge::new(self.cpu_streams()),
             base: self.stats.clone(),
             data: self.streams.iter().map(|(_, d)| d).collect(),
@@ -275,6 +326,7 @@ impl Trace {
     pub fn records_ref(&self) -> RefRecords<'_> {
         let n = self.streams.len();
         RefRecords {
+            meta: &self.metadata,
             merge: RefMerge::new(self.cpu_streams()),
             base: self.stats.clone(),
             data: self.streams.iter().map(|(_, d)| d).collect(),
@@ -305,6 +357,69 @@ impl Trace {
     }
 }
 
+/// The trace id of the first sub-buffer header of a stream (`None`: no header of the
+/// metadata's layout found, or a version without trace ids).
+fn first_trace_id(meta: &Metadata, data: &[u8], snapshot: bool) -> Option<u64> {
+    meta.header.trace_id?;
+    let magic = meta.header.subbuf_magic();
+    if snapshot {
+        let ss = (meta.header.subbuf_size as usize).max(1);
+        return (0..data.len() / ss)
+            .find_map(|k| meta.header.parse_subbuf(&data[k * ss..]))
+            .map(|h| h.trace_id);
+    }
+    let at = data.windows(4).position(|w| w == magic)?;
+    meta.header.parse_subbuf(&data[at..]).map(|h| h.trace_id)
+}
+
+/// Where every emitted event went (docs/FORMAT.md, "Accounting"), from the streams' counters
+/// (`per_cpu`: each stream's CPU label and statistics) and the metadata's totals records.
+pub fn account(meta: &Metadata, per_cpu: &[(u16, &Stats)]) -> Accounting {
+    use std::collections::BTreeMap;
+    // (decoded, lost reported by the headers) per CPU.
+    let mut seen: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
+    for (cpu, s) in per_cpu {
+        let e = seen.entry(*cpu).or_default();
+        e.0 += s.events + s.raw_records;
+        e.1 += s.lost_events;
+    }
+    let mut a = Accounting {
+        exact: (0..meta.header.n_cpus).all(|c| meta.totals.contains_key(&c)),
+        ..Accounting::default()
+    };
+    let cpus: std::collections::BTreeSet<u16> =
+        seen.keys().chain(meta.totals.keys()).copied().collect();
+    for cpu in cpus {
+        let (d, header_lost) = seen.get(&cpu).copied().unwrap_or_default();
+        a.decoded += d;
+        let Some(t) = meta.totals.get(&cpu).filter(|t| t.written >= d) else {
+            // No totals (the writer did not finish, or an older version), or totals older than
+            // the stream (events after them): what the streams show, a lower bound.
+            a.exact = false;
+            a.emitted += d + header_lost;
+            a.lost += header_lost;
+            continue;
+        };
+        let missing = t.written - d;
+        let overwritten = if t.flags & klog::wire::TOTALS_OVERWRITTEN != 0 {
+            // A sub-buffer partly read before it was overwritten is counted whole by the
+            // writer: never more than is missing.
+            t.overwritten.min(missing)
+        } else if meta.overwrite() {
+            // A writer that does not count them (the kernel's): in overwrite mode what is
+            // missing was overwritten, as far as the writer can tell.
+            missing
+        } else {
+            0
+        };
+        a.emitted += t.written + t.lost;
+        a.lost += t.lost;
+        a.overwritten += overwritten;
+        a.unrecorded += missing - overwritten;
+    }
+    a
+}
+
 /// Records between two checks of the streams' positions (page release, progress).
 const RELEASE_EVERY: u32 = 1 << 14;
 
@@ -322,6 +437,7 @@ pub struct CpuSummary {
 /// The merged records of a [`Trace`].
 #[derive(Debug)]
 pub struct Records<'a> {
+    meta: &'a Metadata,
     merge: Merge<CpuStream<'a>>,
     base: Stats,
     data: Vec<&'a StreamData>,
@@ -333,6 +449,7 @@ pub struct Records<'a> {
 /// The merged records of a [`Trace`], borrowing their bytes ([`Trace::records_ref`]).
 #[derive(Debug)]
 pub struct RefRecords<'a> {
+    meta: &'a Metadata,
     merge: RefMerge<'a>,
     base: Stats,
     data: Vec<&'a StreamData>,
@@ -345,12 +462,19 @@ pub struct RefRecords<'a> {
 macro_rules! records_common {
     ($t:ident) => {
         impl $t<'_> {
-            /// Statistics so far: the trace's plus every stream's.
+            /// Statistics so far: the trace's plus every stream's, and the accounting.
             pub fn stats(&self) -> Stats {
                 let mut s = self.base.clone();
                 for c in self.merge.sources() {
                     s.absorb(c.stats());
                 }
+                let per_cpu: Vec<(u16, &Stats)> = self
+                    .merge
+                    .sources()
+                    .iter()
+                    .map(|c| (c.cpu(), c.stats()))
+                    .collect();
+                s.accounting = Some(account(self.meta, &per_cpu));
                 s
             }
 
