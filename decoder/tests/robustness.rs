@@ -250,6 +250,7 @@ proptest! {
                 base_ts: seq * 100,
                 prev_padding: pad % 200,
                 lost: *lost,
+                trace_id: common::TRACE_ID,
             };
             data.extend_from_slice(&h.to_bytes());
             data.extend_from_slice(frames);
