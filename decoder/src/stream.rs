@@ -1327,11 +1327,7 @@ impl LiveStream {
                     }
                 }
                 let ss = meta.header.subbuf_size as usize;
-                let end = if ss > hlen {
-                    self.pos + ss
-                } else {
-                    usize::MAX
-                };
+                let end = if ss > hlen { self.pos + ss } else { usize::MAX };
                 self.sub = Some((TimeRef::new(meta, h.base_ts), end, h.seq));
                 self.stats.subbufs += 1;
                 self.pos += hlen;

@@ -226,14 +226,7 @@ impl Trace {
             .enumerate()
             .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), StreamData::Owned(b)))
             .collect();
-        Self::assemble(
-            metadata,
-            Path::new("metadata"),
-            streams,
-            paths,
-            opts,
-            stats,
-        )
+        Self::assemble(metadata, Path::new("metadata"), streams, paths, opts, stats)
     }
 
     /// Refuses the streams of another trace (their first sub-buffer header has another trace

@@ -111,7 +111,10 @@ fn run(overwrite: bool, concurrent: bool) {
         "a decoded event was never emitted"
     );
     let a = r.stats.accounting.expect("accounting");
-    let what = format!("overwrite={overwrite} concurrent={concurrent}: {a}\n{}", r.stats);
+    let what = format!(
+        "overwrite={overwrite} concurrent={concurrent}: {a}\n{}",
+        r.stats
+    );
     assert!(a.exact, "{what}");
     assert_eq!(a.emitted, emitted, "{what}");
     assert_eq!(a.decoded, got.len() as u64, "{what}");
@@ -199,7 +202,11 @@ fn metadata_of_another_run_is_refused() {
     );
     // The same program, another run: metadata swapped. Every stream is refused.
     let swapped = copy_dir(out_a.path(), "id-swapped");
-    std::fs::copy(out_b.path().join("metadata"), swapped.path().join("metadata")).unwrap();
+    std::fs::copy(
+        out_b.path().join("metadata"),
+        swapped.path().join("metadata"),
+    )
+    .unwrap();
     match decode_dir(swapped.path(), &Options::default()) {
         Err(e @ Error::TraceIdMismatch { .. }) => {
             let msg = e.to_string();

@@ -187,7 +187,9 @@ impl Lane {
         let written = self.frames.load(Ordering::Relaxed);
         let n = self.starts.len() as u64;
         let cur_frames = match next_seq.checked_sub(1) {
-            Some(cur) => written.saturating_sub(self.starts[(cur % n) as usize].load(Ordering::Relaxed)),
+            Some(cur) => {
+                written.saturating_sub(self.starts[(cur % n) as usize].load(Ordering::Relaxed))
+            }
             None => 0,
         };
         wire::Totals {

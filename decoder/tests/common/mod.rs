@@ -12,7 +12,7 @@ pub mod golden;
 
 pub const MONO: u8 = 0;
 /// The trace id of the hand-built traces (version 3 metadata and headers).
-pub const TRACE_ID: u64 = 0x5eed_0f_7ace_1d;
+pub const TRACE_ID: u64 = 0x5eed_0f7a_ce1d;
 pub const TSC: u8 = 1;
 
 /// A xorshift64 generator for randomized tests (deterministic per seed).
