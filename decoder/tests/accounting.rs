@@ -90,6 +90,28 @@ fn run(overwrite: bool, concurrent: bool) {
         }
         hs
     });
+    if overwrite && !concurrent {
+        // A snapshot of the flight recorder (nothing consumed) accounts for everything too:
+        // the lapped slots are overwritten, the rest decoded.
+        let r = decode_dir(
+            live.path(),
+            &Options {
+                snapshot: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let got = pairs(&r);
+        let distinct: HashSet<(u64, u64)> = got.iter().copied().collect();
+        assert_eq!(distinct.len(), got.len(), "an event was decoded twice");
+        let a = r.stats.accounting.expect("accounting");
+        assert!(a.exact, "{a}\n{}", r.stats);
+        assert_eq!(a.emitted, THREADS * PER_THREAD, "{a}");
+        assert_eq!(a.decoded, got.len() as u64, "{a}");
+        assert_eq!(a.lost, 0, "{a}");
+        assert_eq!(a.decoded + a.overwritten + a.unrecorded, a.emitted, "{a}");
+        assert!(a.overwritten > a.emitted / 2, "{a}");
+    }
     if !concurrent {
         relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
             .unwrap()
