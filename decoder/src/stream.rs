@@ -1313,6 +1313,16 @@ impl LiveStream {
                 let Some(h) = meta.header.parse_subbuf(rest) else {
                     return Step::NeedMore; // fewer bytes than a header
                 };
+                if meta.header.trace_id.is_some_and(|id| id != h.trace_id) {
+                    // Not this trace's: none of its frames are decoded.
+                    let why = format!(
+                        "sub-buffer header (seq {}) of another trace, id {:016x}",
+                        h.seq, h.trace_id
+                    );
+                    self.sub = None;
+                    self.skip_to_magic(self.pos + 1, &why);
+                    continue;
+                }
                 if h.cpu != self.cpu && self.sub.is_none() && self.ordinal == 0 {
                     self.cpu = h.cpu;
                 }
