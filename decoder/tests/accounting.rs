@@ -49,6 +49,16 @@ fn copy_metadata(live: &Path, out: &Path) {
     std::fs::copy(live.join("metadata"), out.join("metadata")).unwrap();
 }
 
+/// Records what is in the buffers of `live` (after the handler finished) and the metadata
+/// into `out`, as a user would.
+fn record(live: &Path, out: &Path) {
+    relay::user::Recorder::for_dir(live, "cpu", out)
+        .unwrap()
+        .run(&AtomicBool::new(true))
+        .unwrap();
+    copy_metadata(live, out);
+}
+
 /// The (thread, seq) pairs of the decoded events.
 fn pairs(r: &Report) -> Vec<(u64, u64)> {
     r.records
@@ -112,13 +122,11 @@ fn run(overwrite: bool, concurrent: bool) {
         assert_eq!(a.decoded + a.overwritten + a.unrecorded, a.emitted, "{a}");
         assert!(a.overwritten > a.emitted / 2, "{a}");
     }
-    if !concurrent {
-        relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
-            .unwrap()
-            .run(&AtomicBool::new(true))
-            .unwrap();
+    if concurrent {
+        copy_metadata(live.path(), out.path());
+    } else {
+        record(live.path(), out.path());
     }
-    copy_metadata(live.path(), out.path());
     let r = decode_dir(out.path(), &Options::default()).unwrap();
 
     let emitted = THREADS * PER_THREAD;
@@ -204,11 +212,7 @@ fn small_trace(live: &TempDir, out: &TempDir, tag: u64) {
     }
     assert!(klog::unregister().is_some());
     h.finish();
-    relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
-        .unwrap()
-        .run(&AtomicBool::new(true))
-        .unwrap();
-    copy_metadata(live.path(), out.path());
+    record(live.path(), out.path());
 }
 
 #[test]
@@ -294,11 +298,7 @@ fn a_recording_that_starts_inside_a_subbuffer_is_counted() {
     let mut early = vec![0u8; EARLY];
     assert_eq!(f.read(&mut early).unwrap(), EARLY);
     drop(f);
-    relay::user::Recorder::for_dir(live.path(), "cpu", out.path())
-        .unwrap()
-        .run(&AtomicBool::new(true))
-        .unwrap();
-    copy_metadata(live.path(), out.path());
+    record(live.path(), out.path());
     let r = decode_dir(out.path(), &Options::default()).unwrap();
     let got = pairs(&r);
     // Everything from the second sub-buffer on is decoded, in order.

@@ -57,6 +57,15 @@ pub mod frame {
     pub const RAW: u64 = 1;
 }
 
+/// The `N`-byte little-endian integer at `b[i..]` (0 past the end: callers check lengths).
+fn le<const N: usize>(b: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(i..i + N) {
+        a[..N].copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
 /// A sub-buffer header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubbufHeader {
@@ -127,20 +136,14 @@ impl SubbufHeader {
         if b[0..4] != magic {
             return None;
         }
-        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let u64_at = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(a)
-        };
+        let (u16_at, u32_at, u64_at) = (|i| le::<2>(b, i), |i| le::<4>(b, i), |i| le::<8>(b, i));
         Some(SubbufHeader {
-            cpu: u16_at(4),
-            flags: u16_at(6),
+            cpu: u16_at(4) as u16,
+            flags: u16_at(6) as u16,
             seq: u64_at(8),
             base_ts: u64_at(16),
-            prev_padding: u32_at(24),
-            lost: u32_at(28),
+            prev_padding: u32_at(24) as u32,
+            lost: u32_at(28) as u32,
             trace_id: if len == SUBBUF_HEADER_LEN {
                 u64_at(32)
             } else {
@@ -199,15 +202,10 @@ impl Totals {
     /// later versions may append fields).
     pub fn parse(b: &[u8]) -> Option<Totals> {
         let b = b.get(..TOTALS_LEN)?;
-        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-        let u64_at = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(a)
-        };
+        let (u16_at, u64_at) = (|i| le::<2>(b, i), |i| le::<8>(b, i));
         Some(Totals {
-            cpu: u16_at(0),
-            flags: u16_at(2),
+            cpu: u16_at(0) as u16,
+            flags: u16_at(2) as u16,
             written: u64_at(4),
             lost: u64_at(12),
             lost_pending: u64_at(20),
