@@ -653,23 +653,18 @@ impl RelayHandler {
     pub fn finish(&self) -> HandlerStats {
         let cb = self.cb();
         let mut totals = Vec::with_capacity(self.chan.n_bufs());
-        for slot in 0..self.chan.n_bufs() {
+        for (slot, lane) in cb.lanes.iter().enumerate().take(self.chan.n_bufs()) {
             // Flush and read the counters under the slot, so they describe the same buffer
             // state. A flush refused by a full buffer is fine: the totals count what it drops.
+            let mut t = None;
             dispatch::with_slot_held(slot, || {
                 // SAFETY: `with_slot_held` holds emit slot `slot`, which serialises every
                 // writer of buffer `slot`.
                 unsafe { self.chan.flush_unlocked(slot) };
-                if let Some(lane) = cb.lanes.get(slot) {
-                    totals.push(lane.totals(slot as u16));
-                }
+                t = Some(lane.totals(slot as u16));
             });
             // Not held (a nested call on a thread inside an emit): the counters as they are.
-            if totals.len() == slot {
-                if let Some(lane) = cb.lanes.get(slot) {
-                    totals.push(lane.totals(slot as u16));
-                }
-            }
+            totals.push(t.unwrap_or_else(|| lane.totals(slot as u16)));
         }
         if !self.finished.swap(true, Ordering::AcqRel) {
             let r: ClockRef = cb.clock.reference();

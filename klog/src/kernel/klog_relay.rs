@@ -8,8 +8,8 @@
 //! events, and every CPU's end-of-trace totals are appended to `metadata` (format version 3:
 //! they make the decoder's accounting exact if no event fires after them; a later flush appends
 //! newer ones). Nothing is appended at unload: `metadata` goes away with the module, and no
-//! reader can hold it open then (it pins the module). The files follow docs/FORMAT.md exactly as the user-space handler writes them, so
-//! `klog-decode record /sys/kernel/debug/klog DIR` + `klog-decode DIR`, `klog-decode --follow`
+//! reader can hold it open then (it pins the module). The files follow docs/FORMAT.md exactly
+//! as the user-space handler writes them, so `klog-decode record /sys/kernel/debug/klog DIR` + `klog-decode DIR`, `klog-decode --follow`
 //! or (overwrite mode, after a flush) `klog-decode --snapshot /sys/kernel/debug/klog` read them.
 //! Timestamps are `ktime_get_mono_fast_ns()` (CLOCK_MONOTONIC in ns, NMI-safe), clock source 0.
 use core::ffi::c_void;
