@@ -176,7 +176,7 @@ impl Trace {
         let image_len = (metadata.header.n_subbufs as usize)
             .saturating_mul(metadata.header.subbuf_size as usize);
         let mut streams = Vec::new();
-        let mut paths = Vec::new();
+        let mut refused = Vec::new();
         for cpu in 0..n {
             let p = stream_path(dir, cpu);
             let loaded = if opts.snapshot {
@@ -186,8 +186,17 @@ impl Trace {
             };
             match loaded {
                 Ok(b) => {
-                    streams.push((cpu, b));
-                    paths.push(p);
+                    if !foreign(
+                        &metadata,
+                        &mpath,
+                        (cpu, &p),
+                        &b,
+                        opts,
+                        &mut stats,
+                        &mut refused,
+                    ) {
+                        streams.push((cpu, b));
+                    }
                 }
                 Err(e) => stats.warn(
                     WarningKind::StreamMissing,
@@ -207,7 +216,10 @@ impl Trace {
                 );
             }
         }
-        Self::assemble(metadata, &mpath, streams, paths, opts, stats)
+        none_left(&metadata, &mpath, streams.is_empty(), &mut refused)?;
+        let mut t = Self::assemble(metadata, streams, opts, stats);
+        t.refused = refused;
+        Ok(t)
     }
 
     /// A trace from bytes in memory: the metadata stream and stream `i` for CPU `i`.
@@ -218,65 +230,47 @@ impl Trace {
     ) -> Result<Trace, Error> {
         let mut stats = Stats::default();
         let metadata = parse_metadata(metadata, &mut stats)?;
-        let paths = (0..streams.len())
-            .map(|i| PathBuf::from(format!("cpu{i}")))
-            .collect();
-        let streams = streams
+        let mpath = Path::new("metadata");
+        let mut refused = Vec::new();
+        let streams: Vec<(u16, StreamData)> = streams
             .into_iter()
             .enumerate()
-            .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), StreamData::Owned(b)))
+            .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), b))
+            .filter(|(cpu, b)| {
+                let p = PathBuf::from(format!("cpu{cpu}"));
+                !foreign(
+                    &metadata,
+                    mpath,
+                    (*cpu, &p),
+                    b,
+                    opts,
+                    &mut stats,
+                    &mut refused,
+                )
+            })
+            .map(|(cpu, b)| (cpu, StreamData::Owned(b)))
             .collect();
-        Self::assemble(metadata, Path::new("metadata"), streams, paths, opts, stats)
+        none_left(&metadata, mpath, streams.is_empty(), &mut refused)?;
+        let mut t = Self::assemble(metadata, streams, opts, stats);
+        t.refused = refused;
+        Ok(t)
     }
 
-    /// Refuses the streams of another trace (their first sub-buffer header has another trace
-    /// id than the metadata): each is reported, and if none is left the decode fails.
     fn assemble(
         metadata: Metadata,
-        mpath: &Path,
         streams: Vec<(u16, StreamData)>,
-        paths: Vec<PathBuf>,
         opts: &Options,
         mut stats: Stats,
-    ) -> Result<Trace, Error> {
+    ) -> Trace {
         let clock = ClockConv::new(&metadata.clocks, &mut stats);
-        let mut kept = Vec::with_capacity(streams.len());
-        let mut refused = Vec::new();
-        for ((cpu, data), path) in streams.into_iter().zip(paths) {
-            let id = first_trace_id(&metadata, &data, opts.snapshot);
-            match (metadata.header.trace_id, id) {
-                (Some(want), Some(got)) if want != got => {
-                    stats.warn(
-                        WarningKind::TraceId,
-                        Some(cpu),
-                        None,
-                        format_args!(
-                            "{}: trace id {got:016x}, but {} has trace id {want:016x}: the \
-                             stream belongs to another trace (another run?); refused",
-                            path.display(),
-                            mpath.display()
-                        ),
-                    );
-                    refused.push((path, got));
-                }
-                _ => kept.push((cpu, data)),
-            }
-        }
-        if kept.is_empty() && !refused.is_empty() {
-            return Err(Error::TraceIdMismatch {
-                metadata: mpath.to_path_buf(),
-                meta_id: metadata.header.trace_id.unwrap_or(0),
-                streams: refused,
-            });
-        }
-        Ok(Trace {
+        Trace {
             metadata,
             clock,
-            streams: kept,
-            refused,
+            streams,
+            refused: Vec::new(),
             snapshot: opts.snapshot,
             stats,
-        })
+        }
     }
 
     /// Warnings of the metadata and the directory (the streams' come with [`Records::stats`]).
@@ -348,6 +342,59 @@ impl Trace {
         w.flush().map_err(Error::Output)?;
         Ok(recs.stats())
     }
+}
+
+/// Whether stream `data` (`cpu`, file `path`) belongs to another trace than `meta` (file
+/// `mpath`): its first sub-buffer header carries another trace id. Such a stream is reported
+/// in `stats`, listed in `refused`, and must not be decoded.
+fn foreign(
+    meta: &Metadata,
+    mpath: &Path,
+    (cpu, path): (u16, &Path),
+    data: &[u8],
+    opts: &Options,
+    stats: &mut Stats,
+    refused: &mut Vec<(PathBuf, u64)>,
+) -> bool {
+    let (Some(want), Some(got)) = (
+        meta.header.trace_id,
+        first_trace_id(meta, data, opts.snapshot),
+    ) else {
+        return false;
+    };
+    if want == got {
+        return false;
+    }
+    stats.warn(
+        WarningKind::TraceId,
+        Some(cpu),
+        None,
+        format_args!(
+            "{}: trace id {got:016x}, but {} has trace id {want:016x}: the stream belongs to \
+             another trace (another run?); refused",
+            path.display(),
+            mpath.display()
+        ),
+    );
+    refused.push((path.to_path_buf(), got));
+    true
+}
+
+/// The error when streams were refused for their trace id and none is left.
+fn none_left(
+    meta: &Metadata,
+    mpath: &Path,
+    empty: bool,
+    refused: &mut Vec<(PathBuf, u64)>,
+) -> Result<(), Error> {
+    if empty && !refused.is_empty() {
+        return Err(Error::TraceIdMismatch {
+            metadata: mpath.to_path_buf(),
+            meta_id: meta.header.trace_id.unwrap_or(0),
+            streams: std::mem::take(refused),
+        });
+    }
+    Ok(())
 }
 
 /// The trace id of the first sub-buffer header of a stream (`None`: no header of the
