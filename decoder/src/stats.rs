@@ -182,7 +182,8 @@ impl Stats {
         self.events += other.events;
         self.raw_records += other.raw_records;
         self.lost_records += other.lost_records;
-        self.lost_events += other.lost_events;
+        // Saturating: a damaged totals record's end-of-stream loss may claim anything.
+        self.lost_events = self.lost_events.saturating_add(other.lost_events);
         self.subbufs += other.subbufs;
         self.corrupt_bytes += other.corrupt_bytes;
         self.reserved_frames += other.reserved_frames;

@@ -681,7 +681,8 @@ impl<'a> CpuStream<'a> {
             return None;
         }
         self.stats.lost_records += 1;
-        self.stats.lost_events += t.lost_pending;
+        // Saturating: a damaged totals record may claim anything.
+        self.stats.lost_events = self.stats.lost_events.saturating_add(t.lost_pending);
         Some(Lost {
             cpu: self.cpu,
             count: t.lost_pending,

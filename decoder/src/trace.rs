@@ -420,8 +420,8 @@ pub fn account(meta: &Metadata, per_cpu: &[(u16, &Stats)]) -> Accounting {
     let mut seen: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
     for (cpu, s) in per_cpu {
         let e = seen.entry(*cpu).or_default();
-        e.0 += s.events + s.raw_records;
-        e.1 += s.lost_events;
+        e.0 = e.0.saturating_add(s.events.saturating_add(s.raw_records));
+        e.1 = e.1.saturating_add(s.lost_events);
     }
     let mut a = Accounting {
         exact: (0..meta.header.n_cpus).all(|c| meta.totals.contains_key(&c)),
@@ -431,13 +431,14 @@ pub fn account(meta: &Metadata, per_cpu: &[(u16, &Stats)]) -> Accounting {
         seen.keys().chain(meta.totals.keys()).copied().collect();
     for cpu in cpus {
         let (d, header_lost) = seen.get(&cpu).copied().unwrap_or_default();
-        a.decoded += d;
+        // Saturating: the counters come from the trace's bytes, which may be damaged.
+        a.decoded = a.decoded.saturating_add(d);
         let Some(t) = meta.totals.get(&cpu).filter(|t| t.written >= d) else {
             // No totals (the writer did not finish, or an older version), or totals older than
             // the stream (events after them): what the streams show, a lower bound.
             a.exact = false;
-            a.emitted += d + header_lost;
-            a.lost += header_lost;
+            a.emitted = a.emitted.saturating_add(d.saturating_add(header_lost));
+            a.lost = a.lost.saturating_add(header_lost);
             continue;
         };
         let missing = t.written - d;
@@ -452,10 +453,13 @@ pub fn account(meta: &Metadata, per_cpu: &[(u16, &Stats)]) -> Accounting {
         } else {
             0
         };
-        a.emitted += t.written + t.lost;
-        a.lost += t.lost;
-        a.overwritten += overwritten;
-        a.unrecorded += missing - overwritten;
+        if t.written.checked_add(t.lost).is_none() {
+            a.exact = false; // impossible counts: a damaged record
+        }
+        a.emitted = a.emitted.saturating_add(t.written.saturating_add(t.lost));
+        a.lost = a.lost.saturating_add(t.lost);
+        a.overwritten = a.overwritten.saturating_add(overwritten);
+        a.unrecorded = a.unrecorded.saturating_add(missing - overwritten);
     }
     a
 }
