@@ -39,6 +39,16 @@ pub enum Error {
         /// The version in the trace.
         found: u16,
     },
+    /// No stream carries the metadata's trace id: the metadata belongs to another trace (or
+    /// the streams do). Each refused stream is listed.
+    TraceIdMismatch {
+        /// The metadata file (or "metadata" for bytes in memory).
+        metadata: PathBuf,
+        /// The metadata's trace id.
+        meta_id: u64,
+        /// (stream file, its trace id) of every stream refused.
+        streams: Vec<(PathBuf, u64)>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -83,10 +93,25 @@ impl fmt::Display for Error {
             Error::UnsupportedVersion { found } => write!(
                 f,
                 "unsupported klog trace format version {found} (this decoder reads versions {} \
-                 and {})",
+                 to {})",
                 klog::wire::VERSION_BASE_DELTAS,
                 klog::wire::VERSION
             ),
+            Error::TraceIdMismatch {
+                metadata,
+                meta_id,
+                streams,
+            } => {
+                write!(
+                    f,
+                    "{}: trace id {meta_id:016x}, but no stream belongs to it:",
+                    metadata.display()
+                )?;
+                for (p, id) in streams {
+                    write!(f, " {} has trace id {id:016x};", p.display())?;
+                }
+                f.write_str(" the metadata and the cpuN files come from different runs")
+            }
         }
     }
 }

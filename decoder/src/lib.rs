@@ -1,5 +1,7 @@
-//! Decoder for klog traces (`docs/FORMAT.md`, versions 1 and 2: a frame's `ts_delta` relative
-//! to its sub-buffer's `base_ts`, or to the previous frame of the sub-buffer).
+//! Decoder for klog traces (`docs/FORMAT.md`, versions 1 to 3: a frame's `ts_delta` relative
+//! to its sub-buffer's `base_ts`, or to the previous frame of the sub-buffer; version 3 adds
+//! the trace id, which ties streams to their metadata, and end-of-trace totals, which make the
+//! [`Accounting`] of every emitted event exact).
 //!
 //! A trace is a directory holding a `metadata` stream (header, clock references, callsite
 //! definitions) and one relay stream per CPU (`cpu0..cpuN-1`). The pipeline:
@@ -54,7 +56,7 @@ pub use metadata::{
 };
 pub use output::{write_records, Filter, Format, Sink};
 pub use render::{format_value, render, Template};
-pub use stats::{Stats, Warning, WarningKind};
+pub use stats::{Accounting, Stats, Warning, WarningKind};
 pub use stream::{
     decode_snapshot, decode_stream, CpuStream, Event, EventRef, LiveStream, Lost, Payload, Record,
     RecordRef, Step,

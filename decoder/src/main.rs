@@ -191,6 +191,14 @@ fn decode(cli: &Cli, filter: &Filter, format: Format) -> Result<ExitCode, Error>
         snapshot: cli.snapshot,
     };
     let trace = Trace::open(path, &opts)?;
+    for (p, id) in &trace.refused {
+        eprintln!(
+            "klog-decode: error: {}: trace id {id:016x}, not the metadata's {:016x}: stream \
+             refused (it belongs to another run)",
+            p.display(),
+            trace.metadata.header.trace_id.unwrap_or(0)
+        );
+    }
     if trace.streams.is_empty() {
         eprintln!(
             "klog-decode: error: {}: no cpuN stream could be read (the metadata announces cpu0..cpu{})",

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use klog::wire::{self, record, META_MAGIC};
+use klog::wire::{self, record, SubbufHeader, Totals, META_MAGIC};
 use klog::{ArgType, Level};
 
 use crate::cursor::{Cursor, ReadError};
@@ -25,8 +25,9 @@ pub enum Mode {
 /// The header record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceHeader {
-    /// Format version: [`klog::wire::VERSION`] (2) or [`klog::wire::VERSION_BASE_DELTAS`] (1)
-    /// once parsed (see [`TraceHeader::cumulative_deltas`]).
+    /// Format version: [`klog::wire::VERSION`] (3), [`klog::wire::VERSION_PREV_DELTAS`] (2)
+    /// or [`klog::wire::VERSION_BASE_DELTAS`] (1) once parsed (see
+    /// [`TraceHeader::cumulative_deltas`]).
     pub version: u16,
     /// Number of per-CPU streams (`cpu0..cpuN-1`).
     pub n_cpus: u16,
@@ -36,9 +37,26 @@ pub struct TraceHeader {
     pub subbuf_size: u32,
     /// Sub-buffers per buffer.
     pub n_subbufs: u32,
+    /// The trace id every sub-buffer header must carry (version 3; `None` before).
+    pub trace_id: Option<u64>,
 }
 
 impl TraceHeader {
+    /// The sub-buffer header magic of this version ("KLG2" from version 3 on, else "KLG1").
+    pub fn subbuf_magic(&self) -> [u8; 4] {
+        wire::subbuf_layout(self.version).0
+    }
+
+    /// The sub-buffer header length of this version (40 from version 3 on, else 32).
+    pub fn subbuf_header_len(&self) -> usize {
+        wire::subbuf_layout(self.version).1
+    }
+
+    /// Parses a sub-buffer header of this version's layout at the start of `b`.
+    pub fn parse_subbuf(&self, b: &[u8]) -> Option<SubbufHeader> {
+        SubbufHeader::parse_as(b, self.subbuf_magic())
+    }
+
     /// Whether a frame's `ts_delta` is relative to the previous frame of its sub-buffer
     /// (version 2) rather than to the sub-buffer's `base_ts` (version 1).
     pub fn cumulative_deltas(&self) -> bool {
@@ -130,6 +148,8 @@ pub struct Metadata {
     pub callsites: BTreeMap<u64, Callsite>,
     /// Bytes of the stream consumed by whole records (a follower resumes here).
     pub parsed_len: usize,
+    /// End-of-trace counters by CPU (version 3 totals records; the last one of a CPU wins).
+    pub totals: BTreeMap<u16, Totals>,
 }
 
 impl Metadata {
@@ -174,9 +194,9 @@ fn parse_header(body: &[u8]) -> Result<TraceHeader, Error> {
     let version = c
         .u16()
         .map_err(|_| Error::NotKlogMetadata("header record truncated before its version".into()))?;
-    // Version 2 changed only what a frame's ts_delta is relative to (docs/FORMAT.md,
-    // "Versioning"): the stream decoders handle both.
-    if version != wire::VERSION && version != wire::VERSION_BASE_DELTAS {
+    // Version 2 changed only what a frame's ts_delta is relative to, version 3 the sub-buffer
+    // header and the trace id (docs/FORMAT.md, "Versioning"): the stream decoders handle all.
+    if !(wire::VERSION_BASE_DELTAS..=wire::VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion { found: version });
     }
     let fields = (|| {
@@ -192,6 +212,7 @@ fn parse_header(body: &[u8]) -> Result<TraceHeader, Error> {
             mode,
             subbuf_size: c.u32()?,
             n_subbufs: c.u32()?,
+            trace_id: if version >= 3 { Some(c.u64()?) } else { None },
         })
     })();
     fields.map_err(|_| Error::NotKlogMetadata("header record truncated".into()))
@@ -251,7 +272,7 @@ fn parse_callsite(body: &[u8], bad_utf8: &mut bool) -> Result<Result<Callsite, S
 }
 
 /// Parses a metadata stream. Errors only when the stream cannot be a klog metadata stream of
-/// version 1 or 2 (empty, no header first, wrong magic, unknown version); a truncated or
+/// version 1, 2 or 3 (empty, no header first, wrong magic, unknown version); a truncated or
 /// malformed record later on is a warning in `stats` and parsing keeps what it has.
 pub fn parse_metadata(data: &[u8], stats: &mut Stats) -> Result<Metadata, Error> {
     if data.is_empty() {
@@ -329,6 +350,7 @@ pub fn parse_metadata(data: &[u8], stats: &mut Stats) -> Result<Metadata, Error>
                 clocks: Vec::new(),
                 callsites: BTreeMap::new(),
                 parsed_len: c.pos(),
+                totals: BTreeMap::new(),
             });
             continue;
         };
@@ -424,6 +446,17 @@ pub fn parse_metadata(data: &[u8], stats: &mut Stats) -> Result<Metadata, Error>
                     }
                 }
             }
+            record::TOTALS if m.header.version >= 3 => match Totals::parse(body) {
+                Some(t) => {
+                    m.totals.insert(t.cpu, t);
+                }
+                None => stats.warn(
+                    WarningKind::MetaMalformed,
+                    None,
+                    off,
+                    format_args!("totals record too short ({} bytes)", body.len()),
+                ),
+            },
             k => stats.warn(
                 WarningKind::MetaUnknownRecord,
                 None,

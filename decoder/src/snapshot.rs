@@ -10,7 +10,7 @@
 //! CPU, with a duplicate or stale seq, or whose end cannot be determined are skipped with a
 //! warning.
 
-use klog::wire::{SubbufHeader, SUBBUF_HEADER_LEN};
+use klog::wire::SubbufHeader;
 
 use crate::metadata::Metadata;
 use crate::stats::{Stats, WarningKind};
@@ -52,7 +52,8 @@ pub(crate) fn plan(
 ) -> (Vec<SlotPlan>, Vec<Lost>) {
     let ss = meta.header.subbuf_size as usize;
     let n_subbufs = meta.header.n_subbufs as usize;
-    if ss <= SUBBUF_HEADER_LEN {
+    let hlen = meta.header.subbuf_header_len();
+    if ss <= hlen {
         stats.warn(
             WarningKind::StreamHeader,
             Some(*cpu),
@@ -78,8 +79,18 @@ pub(crate) fn plan(
     let mut slots: Vec<(usize, SubbufHeader)> = Vec::new();
     for i in 0..n {
         let at = i * ss;
-        let raw = &data[at..at + SUBBUF_HEADER_LEN];
-        match SubbufHeader::parse(raw) {
+        let raw = &data[at..at + hlen];
+        match meta.header.parse_subbuf(raw) {
+            Some(h) if meta.header.trace_id.is_some_and(|id| id != h.trace_id) => stats.warn(
+                WarningKind::TraceId,
+                Some(*cpu),
+                Some(at as u64),
+                format_args!(
+                    "slot {i}: header of another trace (id {:016x}, the metadata's {:016x})",
+                    h.trace_id,
+                    meta.header.trace_id.unwrap_or(0)
+                ),
+            ),
             Some(h) => slots.push((i, h)),
             None if raw.iter().all(|&b| b == 0) => {} // never used
             None => stats.warn(
@@ -175,7 +186,7 @@ pub(crate) fn plan(
         };
         let len = ss.checked_sub(next.prev_padding as usize);
         match len {
-            Some(len) if len >= SUBBUF_HEADER_LEN => plans.push(SlotPlan {
+            Some(len) if len >= hlen => plans.push(SlotPlan {
                 seq: h.seq,
                 start: at,
                 end: at + len,
@@ -196,7 +207,7 @@ pub(crate) fn plan(
     }
     // The control block says how far the newest slot is written: walk it up to there.
     if let Some(l) = live.filter(|l| l.slot == torn_slot && l.committed <= ss) {
-        if l.committed >= SUBBUF_HEADER_LEN {
+        if l.committed >= hlen {
             let at = torn_slot * ss;
             plans.push(SlotPlan {
                 seq: torn.seq,

@@ -48,6 +48,11 @@ pub enum WarningKind {
     SlotSkipped,
     /// A format string that does not parse or names a missing argument.
     BadFormat,
+    /// A stream (or a sub-buffer) whose trace id is not the metadata's: refused.
+    TraceId,
+    /// Bytes of a `read()` stream before its first sub-buffer header (the recording started in
+    /// the middle of a sub-buffer): not decoded, counted as unrecorded.
+    Unrecorded,
 }
 
 impl WarningKind {
@@ -74,6 +79,8 @@ impl WarningKind {
             TornSubbuf => "torn-subbuf",
             SlotSkipped => "slot-skipped",
             BadFormat => "bad-format",
+            TraceId => "trace-id",
+            Unrecorded => "unrecorded",
         }
     }
 }
@@ -129,6 +136,11 @@ pub struct Stats {
     pub reserved_frames: u64,
     /// Frames skipped by length (unknown callsite, kind mismatch, bad argument types).
     pub skipped_frames: u64,
+    /// Bytes before a stream's first sub-buffer header (a recording that started in the middle
+    /// of a sub-buffer), not decoded.
+    pub unrecorded_bytes: u64,
+    /// The trace's event accounting (set on a whole trace's statistics, not per stream).
+    pub accounting: Option<Accounting>,
     /// Every warning, counted by kind.
     pub warning_counts: BTreeMap<WarningKind, u64>,
     /// The first [`MAX_KEPT_WARNINGS`] warnings with their messages.
@@ -170,17 +182,55 @@ impl Stats {
         self.events += other.events;
         self.raw_records += other.raw_records;
         self.lost_records += other.lost_records;
-        self.lost_events += other.lost_events;
+        // Saturating: a damaged totals record's end-of-stream loss may claim anything.
+        self.lost_events = self.lost_events.saturating_add(other.lost_events);
         self.subbufs += other.subbufs;
         self.corrupt_bytes += other.corrupt_bytes;
         self.reserved_frames += other.reserved_frames;
         self.skipped_frames += other.skipped_frames;
+        self.unrecorded_bytes += other.unrecorded_bytes;
         for (k, n) in &other.warning_counts {
             *self.warning_counts.entry(*k).or_insert(0) += n;
         }
         let room = MAX_KEPT_WARNINGS.saturating_sub(self.warnings.len());
         self.warnings
             .extend(other.warnings.iter().take(room).cloned());
+    }
+}
+
+/// Where every emitted event went (docs/FORMAT.md, "Accounting"):
+/// `emitted == decoded + lost + overwritten + unrecorded`, always.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// Events (`klog!` and `klog_raw!`) the writer was asked to record.
+    pub emitted: u64,
+    /// Events decoded from this trace.
+    pub decoded: u64,
+    /// Events the writer dropped (buffer full, nested context without room, ...).
+    pub lost: u64,
+    /// Events in sub-buffers the flight recorder overwrote before they were read.
+    pub overwritten: u64,
+    /// Events written but not in this trace for another reason: read by an earlier reader,
+    /// still in the buffer when the recording stopped, in a refused or damaged stream.
+    pub unrecorded: u64,
+    /// Every buffer's totals record was found (the writer finished) and agrees with the
+    /// streams: the numbers are exact. Otherwise they are lower bounds.
+    pub exact: bool,
+}
+
+/// The one-line form `klog-decode --stats` prints.
+impl fmt::Display for Accounting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "accounting: emitted={} decoded={} lost={} overwritten={} unrecorded={} exact={}",
+            self.emitted,
+            self.decoded,
+            self.lost,
+            self.overwritten,
+            self.unrecorded,
+            if self.exact { "yes" } else { "no" }
+        )
     }
 }
 
@@ -194,9 +244,17 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "sub-buffers: {}, frames skipped: {} (+{} reserved), corrupt bytes skipped: {}",
-            self.subbufs, self.skipped_frames, self.reserved_frames, self.corrupt_bytes
+            "sub-buffers: {}, frames skipped: {} (+{} reserved), corrupt bytes skipped: {}, \
+             unrecorded bytes: {}",
+            self.subbufs,
+            self.skipped_frames,
+            self.reserved_frames,
+            self.corrupt_bytes,
+            self.unrecorded_bytes
         )?;
+        if let Some(a) = &self.accounting {
+            writeln!(f, "{a}")?;
+        }
         write!(f, "warnings: {}", self.total_warnings())?;
         for (k, n) in &self.warning_counts {
             write!(f, "\n  {k}: {n}")?;

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use klog::wire::{self, SubbufHeader, SUBBUF_HEADER_LEN, SUBBUF_MAGIC};
+use klog::wire::{self, SubbufHeader};
 
 use crate::cursor::{unzigzag, word_varint, Cursor, ReadError};
 use crate::metadata::{Callsite, CallsiteKind, Metadata};
@@ -455,7 +455,12 @@ pub struct CpuStream<'a> {
     ordinal: u64,
     last_ts: Option<u64>,
     done: bool,
+    /// The end-of-stream lost count (from the totals record) was considered.
+    tail_checked: bool,
     callsites: Callsites<'a>,
+    /// Sub-buffer header magic and length of the trace's format version.
+    magic: [u8; 4],
+    hlen: usize,
 }
 
 impl<'a> CpuStream<'a> {
@@ -519,7 +524,10 @@ impl<'a> CpuStream<'a> {
             ordinal: 0,
             last_ts: None,
             done: false,
+            tail_checked: false,
             callsites: Callsites::new(meta),
+            magic: meta.header.subbuf_magic(),
+            hlen: meta.header.subbuf_header_len(),
         }
     }
 
@@ -551,16 +559,16 @@ impl<'a> CpuStream<'a> {
 
     fn subbuf_size(&self) -> Option<usize> {
         let s = self.meta.header.subbuf_size as usize;
-        (s > SUBBUF_HEADER_LEN).then_some(s)
+        (s > self.hlen).then_some(s)
     }
 
     /// Whether `h` can be this stream's next header. `strict`: its seq must follow the last one.
     fn plausible(&self, h: &SubbufHeader, last_seq: Option<u64>, strict: bool) -> bool {
-        if h.cpu != self.cpu {
+        if h.cpu != self.cpu || !self.same_trace(h) {
             return false;
         }
         if let Some(ss) = self.subbuf_size() {
-            if h.prev_padding as usize > ss - SUBBUF_HEADER_LEN {
+            if h.prev_padding as usize > ss - self.hlen {
                 return false;
             }
         }
@@ -568,6 +576,11 @@ impl<'a> CpuStream<'a> {
             Some(last) if strict => h.seq > last && h.seq - last <= MAX_SEQ_GAP,
             _ => true,
         }
+    }
+
+    /// Whether header `h` carries the metadata's trace id (always, before version 3).
+    fn same_trace(&self, h: &SubbufHeader) -> bool {
+        self.meta.header.trace_id.is_none_or(|id| id == h.trace_id)
     }
 
     /// The next plausible header at or after `from`.
@@ -581,10 +594,10 @@ impl<'a> CpuStream<'a> {
         while let Some(rel) = self
             .data
             .get(i..)
-            .and_then(|d| d.windows(4).position(|w| w == SUBBUF_MAGIC))
+            .and_then(|d| d.windows(4).position(|w| w == self.magic))
         {
             let at = i + rel;
-            if let Some(h) = SubbufHeader::parse(&self.data[at..]) {
+            if let Some(h) = self.meta.header.parse_subbuf(&self.data[at..]) {
                 if self.plausible(&h, last_seq, true) {
                     return Some((at, h));
                 }
@@ -629,7 +642,7 @@ impl<'a> CpuStream<'a> {
                         );
                     }
                 }
-            } else if h.seq > prev.seq {
+            } else if h.seq > prev.seq.saturating_add(1) {
                 self.stats.warn(
                     WarningKind::SeqGap,
                     cpu,
@@ -667,7 +680,28 @@ impl<'a> CpuStream<'a> {
         });
         st.time = TimeRef::new(self.meta, h.base_ts);
         st.last_seq = Some(h.seq);
-        st.pos = pos + SUBBUF_HEADER_LEN;
+        st.pos = pos + self.hlen;
+    }
+
+    /// The frames dropped after the stream's last header, from the trace's totals record: a
+    /// lost-event record at the end of the stream, if the stream reaches the current
+    /// sub-buffer (else they are in headers it does not have).
+    fn tail_lost(&mut self) -> Option<Lost> {
+        let Walk::Read(st) = &self.walk else {
+            return None;
+        };
+        let t = self.meta.totals.get(&self.cpu)?;
+        if t.lost_pending == 0 || st.last_seq?.checked_add(1) != Some(t.next_seq) {
+            return None;
+        }
+        self.stats.lost_records += 1;
+        // Saturating: a damaged totals record may claim anything.
+        self.stats.lost_events = self.stats.lost_events.saturating_add(t.lost_pending);
+        Some(Lost {
+            cpu: self.cpu,
+            count: t.lost_pending,
+            at_ts: self.last_ts.unwrap_or(st.time.at),
+        })
     }
 
     /// Skips corrupt bytes from `bad` to the next plausible header (or the end). `truncated`:
@@ -728,13 +762,20 @@ impl<'a> CpuStream<'a> {
             };
             let (pos, sub) = (st.pos, st.sub);
             if self.done || pos >= self.data.len() {
+                if !self.tail_checked {
+                    self.tail_checked = true;
+                    if let Some(l) = self.tail_lost() {
+                        self.pending.push_back(l);
+                        continue;
+                    }
+                }
                 self.done = true;
                 return None;
             }
             let cpu = Some(self.cpu);
             let Some(sub) = sub else {
                 // Start of the stream: it must begin with a header.
-                if self.data.len() < SUBBUF_HEADER_LEN {
+                if self.data.len() < self.hlen {
                     self.stats.warn(
                         WarningKind::Truncated,
                         cpu,
@@ -747,8 +788,8 @@ impl<'a> CpuStream<'a> {
                     self.done = true;
                     return None;
                 }
-                match SubbufHeader::parse(self.data) {
-                    Some(h) => {
+                match self.meta.header.parse_subbuf(self.data) {
+                    Some(h) if self.same_trace(&h) => {
                         if h.cpu != self.cpu {
                             self.stats.warn(
                                 WarningKind::StreamHeader,
@@ -763,32 +804,67 @@ impl<'a> CpuStream<'a> {
                         }
                         self.enter(0, h, true);
                     }
-                    None => {
+                    h => {
                         let head = &self.data[..4];
-                        let why = if head.starts_with(b"KLG") {
-                            format!(
-                                "sub-buffer magic {:?}: unsupported format version",
-                                String::from_utf8_lossy(head)
-                            )
-                        } else {
-                            format!(
-                                "the stream does not start with a sub-buffer header ({head:02x?})"
-                            )
+                        let found = match h {
+                            // Another trace's header: the stream is not this trace's.
+                            Some(_) => None,
+                            None => self.scan(0),
                         };
-                        self.stats.warn(
-                            WarningKind::StreamHeader,
-                            cpu,
-                            Some(0),
-                            format_args!("{why}"),
-                        );
-                        match self.scan(0) {
-                            Some((at, h)) => {
-                                self.stats.corrupt_bytes += at as u64;
+                        match found {
+                            // A recording that started in the middle of a sub-buffer: the bytes
+                            // before the first header were consumed from the buffer but cannot
+                            // be cut into frames. Not corruption; counted as unrecorded.
+                            Some((at, h)) if !head.starts_with(b"KLG") => {
+                                self.stats.unrecorded_bytes += at as u64;
+                                self.stats.warn(
+                                    WarningKind::Unrecorded,
+                                    cpu,
+                                    Some(0),
+                                    format_args!(
+                                        "the stream starts inside a sub-buffer: {at} bytes \
+                                         before the first header (seq {}) not decoded, their \
+                                         events counted as unrecorded",
+                                        h.seq
+                                    ),
+                                );
                                 self.enter(at, h, false);
                             }
-                            None => {
-                                self.stats.corrupt_bytes += self.data.len() as u64;
-                                self.done = true;
+                            found => {
+                                let why = match h {
+                                    Some(h) => format!(
+                                        "trace id {:016x} in the first sub-buffer header, not \
+                                         the metadata's {:016x}",
+                                        h.trace_id,
+                                        self.meta.header.trace_id.unwrap_or(0)
+                                    ),
+                                    None if head.starts_with(b"KLG") => format!(
+                                        "sub-buffer magic {:?}: not the header of format \
+                                         version {} (unsupported format version)",
+                                        String::from_utf8_lossy(head),
+                                        self.meta.header.version
+                                    ),
+                                    None => format!(
+                                        "the stream does not start with a sub-buffer header \
+                                         ({head:02x?})"
+                                    ),
+                                };
+                                let kind = if h.is_some() {
+                                    WarningKind::TraceId
+                                } else {
+                                    WarningKind::StreamHeader
+                                };
+                                self.stats.warn(kind, cpu, Some(0), format_args!("{why}"));
+                                match found {
+                                    Some((at, h)) => {
+                                        self.stats.corrupt_bytes += at as u64;
+                                        self.enter(at, h, false);
+                                    }
+                                    None => {
+                                        self.stats.corrupt_bytes += self.data.len() as u64;
+                                        self.done = true;
+                                    }
+                                }
                             }
                         }
                     }
@@ -799,21 +875,29 @@ impl<'a> CpuStream<'a> {
             // the magic (its third byte, 0x47, would be a ts_delta of -36: a frame is never
             // older than its reference, the sub-buffer's header or the previous frame), so the
             // magic here is a header; its seq is checked in `enter`.
-            if self.data[pos..].starts_with(&SUBBUF_MAGIC) {
-                match SubbufHeader::parse(&self.data[pos..]) {
+            if self.data[pos..].starts_with(&self.magic) {
+                match self.meta.header.parse_subbuf(&self.data[pos..]) {
                     Some(h) if self.plausible(&h, None, false) => {
                         self.enter(pos, h, true);
                         continue;
                     }
                     Some(h) => {
-                        let why = format!(
-                            "sub-buffer header of cpu{} with prev_padding {} in the stream of cpu{}",
-                            h.cpu, h.prev_padding, self.cpu
-                        );
+                        let why = if self.same_trace(&h) {
+                            format!(
+                                "sub-buffer header of cpu{} with prev_padding {} in the stream \
+                                 of cpu{}",
+                                h.cpu, h.prev_padding, self.cpu
+                            )
+                        } else {
+                            format!(
+                                "sub-buffer header (seq {}) of another trace, id {:016x}",
+                                h.seq, h.trace_id
+                            )
+                        };
                         self.resync(pos, &why, false);
                         continue;
                     }
-                    None => {} // fewer than 32 bytes left: a truncated header
+                    None => {} // fewer bytes left than a header: a truncated header
                 }
             }
             let sub_end = match self.subbuf_size() {
@@ -863,7 +947,7 @@ impl<'a> CpuStream<'a> {
                         st.next += 1;
                         st.cur_committed = p.committed;
                         st.cur = Some((
-                            p.start + SUBBUF_HEADER_LEN,
+                            p.start + self.hlen,
                             p.end,
                             TimeRef::new(self.meta, p.base_ts),
                         ));
@@ -1045,7 +1129,8 @@ impl<'a> CpuStream<'a> {
         // after the loop.
         let (mut ordinal, mut last_ts, mut n) = (self.ordinal, self.last_ts, [0u64; 2]);
         let mut time = st.time;
-        while buf.len() < max && pos < data.len() && !data[pos..].starts_with(&SUBBUF_MAGIC) {
+        let magic = self.magic;
+        while buf.len() < max && pos < data.len() && !data[pos..].starts_with(&magic) {
             let (frame, next) =
                 match short_frame(&mut self.callsites, data, pos, sub_end, &mut time) {
                     Some((f, next)) => (Some(f), next),
@@ -1171,6 +1256,8 @@ pub struct LiveStream {
     last_ts: Option<u64>,
     /// Latest timestamp seen (records or sub-buffer headers): nothing older will come.
     pub watermark: Option<u64>,
+    /// The sub-buffer header magic of the metadata's version (set by `next`).
+    magic: [u8; 4],
 }
 
 impl LiveStream {
@@ -1186,6 +1273,7 @@ impl LiveStream {
             ordinal: 0,
             last_ts: None,
             watermark: None,
+            magic: wire::SUBBUF_MAGIC,
         }
     }
 
@@ -1231,7 +1319,7 @@ impl LiveStream {
     fn skip_to_magic(&mut self, from: usize, why: &str) {
         let at = self.buf[from.min(self.buf.len())..]
             .windows(4)
-            .position(|w| w == SUBBUF_MAGIC)
+            .position(|w| w == self.magic)
             .map(|r| from + r);
         // Keep a possible partial magic at the end.
         let to = at.unwrap_or_else(|| self.buf.len().saturating_sub(3).max(self.pos));
@@ -1253,18 +1341,30 @@ impl LiveStream {
 
     /// The next record, if the bytes pushed so far hold one.
     pub fn next(&mut self, meta: &Metadata) -> Step {
+        self.magic = meta.header.subbuf_magic();
+        let hlen = meta.header.subbuf_header_len();
         loop {
             let rest = &self.buf[self.pos..];
             if rest.is_empty() {
                 return Step::NeedMore;
             }
-            if rest.len() < 4 && SUBBUF_MAGIC.starts_with(rest) {
+            if rest.len() < 4 && self.magic.starts_with(rest) {
                 return Step::NeedMore;
             }
-            if rest.starts_with(&SUBBUF_MAGIC) {
-                let Some(h) = SubbufHeader::parse(rest) else {
-                    return Step::NeedMore; // fewer than 32 bytes
+            if rest.starts_with(&self.magic) {
+                let Some(h) = meta.header.parse_subbuf(rest) else {
+                    return Step::NeedMore; // fewer bytes than a header
                 };
+                if meta.header.trace_id.is_some_and(|id| id != h.trace_id) {
+                    // Not this trace's: none of its frames are decoded.
+                    let why = format!(
+                        "sub-buffer header (seq {}) of another trace, id {:016x}",
+                        h.seq, h.trace_id
+                    );
+                    self.sub = None;
+                    self.skip_to_magic(self.pos + 1, &why);
+                    continue;
+                }
                 if h.cpu != self.cpu && self.sub.is_none() && self.ordinal == 0 {
                     self.cpu = h.cpu;
                 }
@@ -1279,14 +1379,10 @@ impl LiveStream {
                     }
                 }
                 let ss = meta.header.subbuf_size as usize;
-                let end = if ss > SUBBUF_HEADER_LEN {
-                    self.pos + ss
-                } else {
-                    usize::MAX
-                };
+                let end = if ss > hlen { self.pos + ss } else { usize::MAX };
                 self.sub = Some((TimeRef::new(meta, h.base_ts), end, h.seq));
                 self.stats.subbufs += 1;
-                self.pos += SUBBUF_HEADER_LEN;
+                self.pos += hlen;
                 self.watermark = Some(self.watermark.map_or(h.base_ts, |w| w.max(h.base_ts)));
                 if h.lost > 0 {
                     self.stats.lost_records += 1;

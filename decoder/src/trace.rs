@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::merge::{Merge, RefMerge};
 use crate::metadata::{parse_metadata, Metadata};
 use crate::snapshot::LiveEnd;
-use crate::stats::{Stats, WarningKind};
+use crate::stats::{Accounting, Stats, WarningKind};
 use crate::stream::{CpuStream, Record, RecordRef};
 use crate::text::TextFormatter;
 use crate::timestamps::ClockConv;
@@ -154,6 +154,8 @@ pub struct Trace {
     pub clock: ClockConv,
     /// (CPU, bytes) of each stream present.
     pub streams: Vec<(u16, StreamData)>,
+    /// Streams refused because their trace id is not the metadata's: (file, its trace id).
+    pub refused: Vec<(PathBuf, u64)>,
     snapshot: bool,
     /// Per stream (same order): the writer's committed position of a live snapshot.
     live_ends: Vec<Option<LiveEnd>>,
@@ -236,6 +238,7 @@ impl Trace {
         }
         let mut streams = Vec::new();
         let mut live_ends = Vec::new();
+        let mut refused = Vec::new();
         for cpu in 0..n {
             let p = stream_path(dir, cpu);
             let loaded = if opts.snapshot {
@@ -245,8 +248,18 @@ impl Trace {
             };
             match loaded {
                 Ok((b, live)) => {
-                    streams.push((cpu, b));
-                    live_ends.push(live);
+                    if !foreign(
+                        &metadata,
+                        &mpath,
+                        (cpu, &p),
+                        &b,
+                        opts,
+                        &mut stats,
+                        &mut refused,
+                    ) {
+                        streams.push((cpu, b));
+                        live_ends.push(live);
+                    }
                 }
                 Err(e) => stats.warn(
                     WarningKind::StreamMissing,
@@ -266,8 +279,10 @@ impl Trace {
                 );
             }
         }
+        none_left(&metadata, &mpath, streams.is_empty(), &mut refused)?;
         let mut t = Self::assemble(metadata, streams, opts, stats);
         t.live_ends = live_ends;
+        t.refused = refused;
         Ok(t)
     }
 
@@ -279,12 +294,30 @@ impl Trace {
     ) -> Result<Trace, Error> {
         let mut stats = Stats::default();
         let metadata = parse_metadata(metadata, &mut stats)?;
-        let streams = streams
+        let mpath = Path::new("metadata");
+        let mut refused = Vec::new();
+        let streams: Vec<(u16, StreamData)> = streams
             .into_iter()
             .enumerate()
-            .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), StreamData::Owned(b)))
+            .map(|(i, b)| (u16::try_from(i).unwrap_or(u16::MAX), b))
+            .filter(|(cpu, b)| {
+                let p = PathBuf::from(format!("cpu{cpu}"));
+                !foreign(
+                    &metadata,
+                    mpath,
+                    (*cpu, &p),
+                    b,
+                    opts,
+                    &mut stats,
+                    &mut refused,
+                )
+            })
+            .map(|(cpu, b)| (cpu, StreamData::Owned(b)))
             .collect();
-        Ok(Self::assemble(metadata, streams, opts, stats))
+        none_left(&metadata, mpath, streams.is_empty(), &mut refused)?;
+        let mut t = Self::assemble(metadata, streams, opts, stats);
+        t.refused = refused;
+        Ok(t)
     }
 
     fn assemble(
@@ -298,6 +331,7 @@ impl Trace {
             metadata,
             clock,
             streams,
+            refused: Vec::new(),
             snapshot: opts.snapshot,
             live_ends: Vec::new(),
             stats,
@@ -330,6 +364,7 @@ impl Trace {
     pub fn records(&self) -> Records<'_> {
         let n = self.streams.len();
         Records {
+            meta: &self.metadata,
             merge: Merge::new(self.cpu_streams()),
             base: self.stats.clone(),
             data: self.streams.iter().map(|(_, d)| d).collect(),
@@ -345,6 +380,7 @@ impl Trace {
     pub fn records_ref(&self) -> RefRecords<'_> {
         let n = self.streams.len();
         RefRecords {
+            meta: &self.metadata,
             merge: RefMerge::new(self.cpu_streams()),
             base: self.stats.clone(),
             data: self.streams.iter().map(|(_, d)| d).collect(),
@@ -375,6 +411,126 @@ impl Trace {
     }
 }
 
+/// Whether stream `data` (`cpu`, file `path`) belongs to another trace than `meta` (file
+/// `mpath`): its first sub-buffer header carries another trace id. Such a stream is reported
+/// in `stats`, listed in `refused`, and must not be decoded.
+fn foreign(
+    meta: &Metadata,
+    mpath: &Path,
+    (cpu, path): (u16, &Path),
+    data: &[u8],
+    opts: &Options,
+    stats: &mut Stats,
+    refused: &mut Vec<(PathBuf, u64)>,
+) -> bool {
+    let (Some(want), Some(got)) = (
+        meta.header.trace_id,
+        first_trace_id(meta, data, opts.snapshot),
+    ) else {
+        return false;
+    };
+    if want == got {
+        return false;
+    }
+    stats.warn(
+        WarningKind::TraceId,
+        Some(cpu),
+        None,
+        format_args!(
+            "{}: trace id {got:016x}, but {} has trace id {want:016x}: the stream belongs to \
+             another trace (another run?); refused",
+            path.display(),
+            mpath.display()
+        ),
+    );
+    refused.push((path.to_path_buf(), got));
+    true
+}
+
+/// The error when streams were refused for their trace id and none is left.
+fn none_left(
+    meta: &Metadata,
+    mpath: &Path,
+    empty: bool,
+    refused: &mut Vec<(PathBuf, u64)>,
+) -> Result<(), Error> {
+    if empty && !refused.is_empty() {
+        return Err(Error::TraceIdMismatch {
+            metadata: mpath.to_path_buf(),
+            meta_id: meta.header.trace_id.unwrap_or(0),
+            streams: std::mem::take(refused),
+        });
+    }
+    Ok(())
+}
+
+/// The trace id of the first sub-buffer header of a stream (`None`: no header of the
+/// metadata's layout found, or a version without trace ids).
+fn first_trace_id(meta: &Metadata, data: &[u8], snapshot: bool) -> Option<u64> {
+    meta.header.trace_id?;
+    let magic = meta.header.subbuf_magic();
+    if snapshot {
+        let ss = (meta.header.subbuf_size as usize).max(1);
+        return (0..data.len() / ss)
+            .find_map(|k| meta.header.parse_subbuf(&data[k * ss..]))
+            .map(|h| h.trace_id);
+    }
+    let at = data.windows(4).position(|w| w == magic)?;
+    meta.header.parse_subbuf(&data[at..]).map(|h| h.trace_id)
+}
+
+/// Where every emitted event went (docs/FORMAT.md, "Accounting"), from the streams' counters
+/// (`per_cpu`: each stream's CPU label and statistics) and the metadata's totals records.
+pub fn account(meta: &Metadata, per_cpu: &[(u16, &Stats)]) -> Accounting {
+    use std::collections::BTreeMap;
+    // (decoded, lost reported by the headers) per CPU.
+    let mut seen: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
+    for (cpu, s) in per_cpu {
+        let e = seen.entry(*cpu).or_default();
+        e.0 = e.0.saturating_add(s.events.saturating_add(s.raw_records));
+        e.1 = e.1.saturating_add(s.lost_events);
+    }
+    let mut a = Accounting {
+        exact: (0..meta.header.n_cpus).all(|c| meta.totals.contains_key(&c)),
+        ..Accounting::default()
+    };
+    let cpus: std::collections::BTreeSet<u16> =
+        seen.keys().chain(meta.totals.keys()).copied().collect();
+    for cpu in cpus {
+        let (d, header_lost) = seen.get(&cpu).copied().unwrap_or_default();
+        // Saturating: the counters come from the trace's bytes, which may be damaged.
+        a.decoded = a.decoded.saturating_add(d);
+        let Some(t) = meta.totals.get(&cpu).filter(|t| t.written >= d) else {
+            // No totals (the writer did not finish, or an older version), or totals older than
+            // the stream (events after them): what the streams show, a lower bound.
+            a.exact = false;
+            a.emitted = a.emitted.saturating_add(d.saturating_add(header_lost));
+            a.lost = a.lost.saturating_add(header_lost);
+            continue;
+        };
+        let missing = t.written - d;
+        let overwritten = if t.flags & klog::wire::TOTALS_OVERWRITTEN != 0 {
+            // A sub-buffer partly read before it was overwritten is counted whole by the
+            // writer: never more than is missing.
+            t.overwritten.min(missing)
+        } else if meta.overwrite() {
+            // A writer that does not count them (the kernel's): in overwrite mode what is
+            // missing was overwritten, as far as the writer can tell.
+            missing
+        } else {
+            0
+        };
+        if t.written.checked_add(t.lost).is_none() {
+            a.exact = false; // impossible counts: a damaged record
+        }
+        a.emitted = a.emitted.saturating_add(t.written.saturating_add(t.lost));
+        a.lost = a.lost.saturating_add(t.lost);
+        a.overwritten = a.overwritten.saturating_add(overwritten);
+        a.unrecorded = a.unrecorded.saturating_add(missing - overwritten);
+    }
+    a
+}
+
 /// Records between two checks of the streams' positions (page release, progress).
 const RELEASE_EVERY: u32 = 1 << 14;
 
@@ -392,6 +548,7 @@ pub struct CpuSummary {
 /// The merged records of a [`Trace`].
 #[derive(Debug)]
 pub struct Records<'a> {
+    meta: &'a Metadata,
     merge: Merge<CpuStream<'a>>,
     base: Stats,
     data: Vec<&'a StreamData>,
@@ -403,6 +560,7 @@ pub struct Records<'a> {
 /// The merged records of a [`Trace`], borrowing their bytes ([`Trace::records_ref`]).
 #[derive(Debug)]
 pub struct RefRecords<'a> {
+    meta: &'a Metadata,
     merge: RefMerge<'a>,
     base: Stats,
     data: Vec<&'a StreamData>,
@@ -415,12 +573,19 @@ pub struct RefRecords<'a> {
 macro_rules! records_common {
     ($t:ident) => {
         impl $t<'_> {
-            /// Statistics so far: the trace's plus every stream's.
+            /// Statistics so far: the trace's plus every stream's, and the accounting.
             pub fn stats(&self) -> Stats {
                 let mut s = self.base.clone();
                 for c in self.merge.sources() {
                     s.absorb(c.stats());
                 }
+                let per_cpu: Vec<(u16, &Stats)> = self
+                    .merge
+                    .sources()
+                    .iter()
+                    .map(|c| (c.cpu(), c.stats()))
+                    .collect();
+                s.accounting = Some(account(self.meta, &per_cpu));
                 s
             }
 

@@ -182,7 +182,7 @@ proptest! {
 #[test]
 fn timestamps_deltas_both_ways_and_ordinals() {
     let defs = [def(1, Level::Info, "{0}", "t", &[T::Unsigned as u8])];
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         let mut st = Stream::with_version(0, 256, version);
         // Event timestamps before the header's base (negative delta) and far after it; then
         // one before the previous event (a negative delta in version 2, positive in 1).
@@ -286,7 +286,7 @@ fn version_2_deltas_accumulate_across_skipped_frames() {
         raw_def(2, "t"),
         def(3, Level::Info, "{0}", "t", &[0x77]), // unknown type tag
     ];
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         let mut st = Stream::with_version(0, 512, version);
         st.sub(1000, 0)
             .event(1, 1010, (&1u32,))
@@ -569,6 +569,7 @@ fn corrupt_frames_resync_at_the_next_header() {
             base_ts: 0,
             prev_padding: 0,
             lost: 9,
+            trace_id: TRACE_ID,
         }
         .to_bytes()
         .to_vec();
@@ -604,7 +605,7 @@ fn a_resync_restarts_times_at_the_next_header() {
             s.bytes(&[0]);
         }),
     ];
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         for (what, corrupt) in damage {
             let st = resync_stream(version, corrupt);
             let times: Vec<u64> = decode_every_way(version, &resync_defs(), &st)
@@ -633,11 +634,14 @@ fn garbage_before_the_first_header_is_skipped() {
     data.extend(st.read_stream());
     let r = decode_bytes(&meta, vec![data], &Options::default()).unwrap();
     assert_eq!(events(&r.records).len(), 1);
-    assert_eq!(r.stats.count(WarningKind::StreamHeader), 1);
-    assert_eq!(r.stats.corrupt_bytes, 5);
+    // A recording that started inside a sub-buffer looks the same: the bytes before the
+    // first header are counted as unrecorded, not as corruption.
+    assert_eq!(r.stats.count(WarningKind::Unrecorded), 1, "{}", r.stats);
+    assert_eq!(r.stats.unrecorded_bytes, 5);
+    assert_eq!(r.stats.corrupt_bytes, 0);
     // A future header version is named as such.
     let mut data = st.read_stream();
-    data[3] = b'2';
+    data[3] = b'9';
     let r = decode_bytes(&meta, vec![data], &Options::default()).unwrap();
     assert!(r.records.is_empty());
     assert!(
@@ -761,7 +765,8 @@ fn metadata_records_and_errors() {
             n_cpus: 4,
             mode: Mode::Overwrite,
             subbuf_size: 4096,
-            n_subbufs: 8
+            n_subbufs: 8,
+            trace_id: Some(TRACE_ID),
         }
     );
     assert_eq!(meta.clocks.len(), 2);
@@ -817,7 +822,7 @@ fn metadata_records_and_errors() {
     assert_eq!(meta1.callsites, meta.callsites);
 
     // Other versions: a clear error.
-    for (version, found) in [(3u16, 3u16), (0, 0), (0x0100, 0x0100)] {
+    for (version, found) in [(4u16, 4u16), (0, 0), (0x0100, 0x0100)] {
         let mut bad = m.clone();
         set_version(&mut bad, version);
         let e = parse_metadata(&bad, &mut Stats::default()).unwrap_err();
@@ -829,7 +834,7 @@ fn metadata_records_and_errors() {
             e.to_string(),
             format!(
                 "unsupported klog trace format version {found} (this decoder reads versions 1 \
-                 and 2)"
+                 to 3)"
             )
         );
     }
@@ -956,7 +961,7 @@ fn snapshot_skips_inconsistent_slots() {
     // A duplicate seq: both copies are skipped.
     let mut img = st.snapshot(4, 0);
     let h = st.header(3).to_bytes(); // seq 3 again in slot 0 (seq 4's)
-    img[..32].copy_from_slice(&h);
+    img[..h.len()].copy_from_slice(&h);
     let r = snapshot_report(img);
     let ev: Vec<u64> = events(&r.records).iter().map(|e| e.ts_raw).collect();
     assert_eq!(ev, Vec::<u64>::new(), "{}", r.stats);
@@ -968,7 +973,7 @@ fn snapshot_skips_inconsistent_slots() {
     assert_eq!(ev, [3001, 4001, 4002]);
     // A corrupt frame skips the rest of its slot only.
     let mut img = st.snapshot(4, 0);
-    img[2 * 128 + 32] = 0;
+    img[2 * 128 + st.hlen()] = 0;
     let r = snapshot_report(img);
     let ev: Vec<u64> = events(&r.records).iter().map(|e| e.ts_raw).collect();
     assert_eq!(ev, [3001, 4001, 4002]);

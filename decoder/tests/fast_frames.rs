@@ -206,7 +206,11 @@ fn stream(rng: &mut Rng, cpu: u16, version: u16) -> Vec<u8> {
 
 #[test]
 fn fill_ref_matches_next_ref() {
-    for version in [wire::VERSION_BASE_DELTAS, wire::VERSION] {
+    for version in [
+        wire::VERSION_BASE_DELTAS,
+        wire::VERSION_PREV_DELTAS,
+        wire::VERSION,
+    ] {
         fill_ref_matches_next_ref_in(version);
     }
 }

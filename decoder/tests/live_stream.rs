@@ -84,3 +84,24 @@ proptest! {
         s.finish();
     }
 }
+
+#[test]
+fn headers_of_another_trace_are_not_decoded() {
+    let mut meta = parse_metadata(&golden_metadata(), &mut Stats::default()).unwrap();
+    meta.header.trace_id = Some(1); // another run's metadata
+    for (cpu, data) in golden_streams().iter().enumerate() {
+        let (recs, stats) = decode_stream(&meta, cpu as u16, data);
+        assert!(recs.is_empty(), "{recs:?}");
+        assert_eq!(stats.count(klog_decode::WarningKind::TraceId), 1, "{stats}");
+        let mut s = LiveStream::new(cpu as u16);
+        s.push(data);
+        loop {
+            match s.next(&meta) {
+                Step::Record(r) => panic!("decoded {r:?} of another trace"),
+                Step::NeedMore => break,
+                Step::NeedMetadata(_) => {}
+            }
+        }
+        assert!(s.stats().total_warnings() > 0);
+    }
+}

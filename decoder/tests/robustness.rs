@@ -250,6 +250,7 @@ proptest! {
                 base_ts: seq * 100,
                 prev_padding: pad % 200,
                 lost: *lost,
+                trace_id: common::TRACE_ID,
             };
             data.extend_from_slice(&h.to_bytes());
             data.extend_from_slice(frames);
@@ -285,4 +286,32 @@ fn huge_claimed_lengths_do_not_allocate() {
     let md = parse_metadata(&m, &mut s).unwrap();
     assert_eq!(md.callsites.len(), 3);
     assert_eq!(s.count(WarningKind::MetaTruncated), 1);
+}
+
+/// Totals records claiming impossible counts (a damaged metadata stream) are decoded without
+/// overflow, and the accounting does not call itself exact.
+#[test]
+fn absurd_totals_do_not_overflow() {
+    for next_seq in [0, 3, u64::MAX] {
+        let mut m = meta();
+        for cpu in 0..2 {
+            klog::wire::meta_totals(
+                &mut m,
+                &klog::wire::Totals {
+                    cpu,
+                    flags: klog::wire::TOTALS_OVERWRITTEN,
+                    written: u64::MAX,
+                    lost: u64::MAX,
+                    lost_pending: u64::MAX,
+                    overwritten: u64::MAX,
+                    next_seq,
+                    cur_frames: u64::MAX,
+                },
+            );
+        }
+        let r = decode_bytes(&m, streams(), &Options::default()).unwrap();
+        let a = r.stats.accounting.unwrap();
+        assert!(!a.exact, "{a}");
+        assert_eq!(a.decoded, r.stats.events + r.stats.raw_records, "{a}");
+    }
 }

@@ -11,16 +11,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut stats = klog_decode::Stats::default();
-    // Format version 1 or 2 (time deltas relative to the base or to the previous frame).
-    let version = 1 + u16::from(chunk & 1);
+    // Format version 1, 2 or 3 (time deltas relative to the base or to the previous frame;
+    // version 3: 40-byte headers with a trace id, here 0).
+    let version = 1 + u16::from(chunk % 3);
     let meta_bytes = {
-        let mut h = vec![22u8, 1];
+        let mut h = vec![if version >= 3 { 30u8 } else { 22 }, 1];
         h.extend_from_slice(b"KLOGMETA");
         h.extend_from_slice(&version.to_le_bytes());
         h.extend_from_slice(&1u16.to_le_bytes());
         h.push(0);
         h.extend_from_slice(&256u32.to_le_bytes());
         h.extend_from_slice(&4u32.to_le_bytes());
+        if version >= 3 {
+            h.extend_from_slice(&0u64.to_le_bytes());
+        }
         h
     };
     let meta = klog_decode::parse_metadata(&meta_bytes, &mut stats).expect("valid");

@@ -2,7 +2,8 @@
 //! with a fixed valid metadata stream (a few callsites of every argument type) so that frames
 //! get past the callsite lookup. The first input byte picks the shape, the sub-buffer size and
 //! the format version (1: time deltas relative to the sub-buffer's base; 2: to the previous
-//! frame, so the fast batch path must accumulate them exactly as the record path does).
+//! frame, so the fast batch path must accumulate them exactly as the record path does; 3: as 2,
+//! with 40-byte headers carrying a trace id, here 0).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -23,6 +24,9 @@ fn metadata(subbuf_size: u32, version: u16) -> Vec<u8> {
     h.push(0);
     h.extend_from_slice(&subbuf_size.to_le_bytes());
     h.extend_from_slice(&4u32.to_le_bytes());
+    if version >= 3 {
+        h.extend_from_slice(&0u64.to_le_bytes()); // trace id
+    }
     rec(&mut out, 1, &h);
     let mut c = vec![0u8];
     c.extend_from_slice(&0u64.to_le_bytes());
@@ -55,7 +59,7 @@ fn metas() -> &'static [klog_decode::Metadata] {
     M.get_or_init(|| {
         [64u32, 256, 4096]
             .iter()
-            .flat_map(|&ss| [1u16, 2].map(|v| (ss, v)))
+            .flat_map(|&ss| [1u16, 2, 3].map(|v| (ss, v)))
             .map(|(ss, v)| {
                 let m = klog_decode::parse_metadata(
                     &metadata(ss, v),
@@ -73,8 +77,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    // Sub-buffer size by `sel % 3`, version by bit 2.
-    let meta = &metas()[usize::from(sel % 3) * 2 + usize::from(sel >> 2 & 1)];
+    // Sub-buffer size by `sel % 3`, version by bits 2-3 (3 picks version 3 too).
+    let meta = &metas()[usize::from(sel % 3) * 3 + usize::from(sel >> 2 & 3).min(2)];
     let cpu = u16::from(sel >> 7);
     let (recs, stats) = if sel & 0x40 != 0 {
         klog_decode::decode_snapshot(meta, cpu, rest)

@@ -91,6 +91,11 @@ struct Lane {
     frames: AtomicU64,
     /// Frames lost in total.
     lost_total: AtomicU64,
+    /// Overwrite mode: frames in sub-buffers overwritten before a reader consumed them.
+    overwritten: AtomicU64,
+    /// `frames` when sub-buffer `seq` started, at `seq % n_subbufs` (written per sub-buffer, in
+    /// `subbuf_start`): the frames of a sub-buffer that is overwritten, and of the current one.
+    starts: Box<[AtomicU64]>,
 }
 
 /// Everything an event on one emit slot touches besides the callsite, looked up once at open:
@@ -141,6 +146,88 @@ impl Lane {
     }
 }
 
+impl Lane {
+    fn new(n_subbufs: usize) -> Lane {
+        Lane {
+            seq: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+            lost: AtomicU32::new(0),
+            frames: AtomicU64::new(0),
+            lost_total: AtomicU64::new(0),
+            overwritten: AtomicU64::new(0),
+            starts: (0..n_subbufs.max(1)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Sub-buffer `seq` starts (in `subbuf_start`, under the buffer's writer exclusivity).
+    /// `lapped`: it reuses the slot of sub-buffer `seq - n_subbufs`, which no reader consumed
+    /// (overwrite mode), so that sub-buffer's frames count as overwritten.
+    fn subbuf_started(&self, seq: u64, lapped: bool) {
+        let n = self.starts.len() as u64;
+        let frames = self.frames.load(Ordering::Relaxed);
+        let at = |s: u64| &self.starts[(s % n) as usize];
+        if lapped && seq >= n {
+            // The ring holds the starts of `seq - n ..= seq - 1`; the overwritten one ends where
+            // its successor started (or now, with a single sub-buffer).
+            let end = if n == 1 {
+                frames
+            } else {
+                at(seq - n + 1).load(Ordering::Relaxed)
+            };
+            let start = at(seq - n).load(Ordering::Relaxed);
+            self.overwritten
+                .fetch_add(end.saturating_sub(start), Ordering::Relaxed);
+        }
+        at(seq).store(frames, Ordering::Relaxed);
+    }
+
+    /// The end-of-trace counters (read under the buffer's emit slot, so they agree).
+    fn totals(&self, cpu: u16) -> wire::Totals {
+        let next_seq = self.seq.load(Ordering::Relaxed);
+        let written = self.frames.load(Ordering::Relaxed);
+        let n = self.starts.len() as u64;
+        let cur_frames = match next_seq.checked_sub(1) {
+            Some(cur) => {
+                written.saturating_sub(self.starts[(cur % n) as usize].load(Ordering::Relaxed))
+            }
+            None => 0,
+        };
+        wire::Totals {
+            cpu,
+            // This writer counts overwritten frames in both modes (0 without overwrite).
+            flags: wire::TOTALS_OVERWRITTEN,
+            written,
+            lost: self.lost_total.load(Ordering::Relaxed),
+            lost_pending: u64::from(self.lost.load(Ordering::Relaxed)),
+            overwritten: self.overwritten.load(Ordering::Relaxed),
+            next_seq,
+            cur_frames,
+        }
+    }
+}
+
+/// A random, nonzero trace id from the operating system (`getrandom(2)`, else
+/// `/dev/urandom`, else the clock and the process id: an id must never stop a trace).
+fn new_trace_id() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is a valid, writable buffer of `b.len()` bytes.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    let mut id = u64::from_le_bytes(b);
+    if n != b.len() as isize {
+        use std::io::Read;
+        id = match File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+            Ok(()) => u64::from_le_bytes(b),
+            Err(_) => {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                t ^ (u64::from(std::process::id()) << 32).rotate_left(17)
+            }
+        };
+    }
+    id.max(1)
+}
+
 /// Largest [`crate::arg::Args::MAX_LEN`] that takes the short-frame path: a body of at most
 /// 5 (head) + 10 (delta) + 112 = 127 bytes has a one-byte length prefix.
 const SHORT_ARGS_MAX: usize = 112;
@@ -167,6 +254,7 @@ fn delta_since(ts: u64, lane: &Lane) -> (u64, u64) {
 /// The relay callbacks: the sub-buffer header of docs/FORMAT.md.
 struct KlogCallbacks {
     overwrite: bool,
+    trace_id: u64,
     global: bool,
     clock: Clock,
     lanes: Box<[Lane]>,
@@ -191,13 +279,16 @@ impl Callbacks for KlogCallbacks {
         if ctx.prev_subbuf().is_none() {
             flags |= wire::FLAG_FIRST;
         }
+        let seq = lane.seq.fetch_add(1, Ordering::Relaxed);
+        lane.subbuf_started(seq, self.overwrite && ctx.buf_full());
         let hdr = wire::SubbufHeader {
             cpu: ctx.buf().cpu() as u16,
             flags,
-            seq: lane.seq.fetch_add(1, Ordering::Relaxed),
+            seq,
             base_ts: ts,
             prev_padding: ctx.prev_padding() as u32,
             lost: lane.lost.swap(0, Ordering::Relaxed),
+            trace_id: self.trace_id,
         };
         ctx.write_subbuf(0, &hdr.to_bytes());
         lane.last.store(ts, Ordering::Relaxed);
@@ -296,17 +387,11 @@ impl RelayHandler {
         std::fs::create_dir_all(&cfg.dir).map_err(OpenError::Io)?;
         let clock = Clock::choose();
         let n = relay::user::sys::possible_cpus();
-        let lanes = (0..n)
-            .map(|_| Lane {
-                seq: AtomicU64::new(0),
-                last: AtomicU64::new(0),
-                lost: AtomicU32::new(0),
-                frames: AtomicU64::new(0),
-                lost_total: AtomicU64::new(0),
-            })
-            .collect();
+        let lanes = (0..n).map(|_| Lane::new(cfg.n_subbufs)).collect();
+        let trace_id = new_trace_id();
         let cb = KlogCallbacks {
             overwrite: cfg.overwrite,
+            trace_id,
             global: cfg.global,
             clock,
             lanes,
@@ -328,6 +413,7 @@ impl RelayHandler {
                 overwrite: cfg.overwrite,
                 subbuf_size: cfg.subbuf_size as u32,
                 n_subbufs: cfg.n_subbufs as u32,
+                trace_id,
             },
         );
         wire::meta_clock(&mut rec, clock.source() as u8, &clock.reference());
@@ -559,17 +645,43 @@ impl RelayHandler {
         }
     }
 
-    /// Flushes, writes the final clock reference (for the decoder's interpolation) and returns
-    /// the counters. Further events still work; call once at the end of a trace.
+    /// Flushes, writes the final clock reference (for the decoder's interpolation) and each
+    /// buffer's end-of-trace totals (docs/FORMAT.md: what makes the decoder's accounting exact,
+    /// drops after the last sub-buffer header included), and returns the counters. Further
+    /// events still work (a later `finish` writes newer totals, the last ones win); call it
+    /// once at the end of a trace, after the threads that log have stopped.
     pub fn finish(&self) -> HandlerStats {
-        self.flush();
+        let cb = self.cb();
+        let mut totals = Vec::with_capacity(self.chan.n_bufs());
+        for (slot, lane) in cb.lanes.iter().enumerate().take(self.chan.n_bufs()) {
+            // Flush and read the counters under the slot, so they describe the same buffer
+            // state. A flush refused by a full buffer is fine: the totals count what it drops.
+            let mut t = None;
+            dispatch::with_slot_held(slot, || {
+                // SAFETY: `with_slot_held` holds emit slot `slot`, which serialises every
+                // writer of buffer `slot`.
+                unsafe { self.chan.flush_unlocked(slot) };
+                t = Some(lane.totals(slot as u16));
+            });
+            // Not held (a nested call on a thread inside an emit): the counters as they are.
+            totals.push(t.unwrap_or_else(|| lane.totals(slot as u16)));
+        }
         if !self.finished.swap(true, Ordering::AcqRel) {
-            let cb = self.cb();
             let r: ClockRef = cb.clock.reference();
             self.meta
                 .append(|rec| wire::meta_clock(rec, cb.clock.source() as u8, &r));
         }
+        self.meta.append(|rec| {
+            for t in &totals {
+                wire::meta_totals(rec, t);
+            }
+        });
         self.stats()
+    }
+
+    /// The trace id written into the metadata header and every sub-buffer header.
+    pub fn trace_id(&self) -> u64 {
+        self.cb().trace_id
     }
 
     /// The counters.

@@ -59,9 +59,12 @@ fn parse_metadata(b: &[u8]) -> (HashMap<u64, Def>, usize) {
         match rec[0] {
             1 => {
                 assert_eq!(&rec[1..9], b"KLOGMETA");
-                assert_eq!(u16::from_le_bytes([rec[9], rec[10]]), 2, "format version 2");
+                assert_eq!(u16::from_le_bytes([rec[9], rec[10]]), 3, "format version 3");
+                let id = u64::from_le_bytes(rec[22..30].try_into().unwrap());
+                assert_ne!(id, 0, "a trace id");
             }
             2 => clocks += 1,
+            4 => assert_eq!(rec.len(), 1 + 52, "a totals record"),
             3 => {
                 let id = varint(rec, &mut q);
                 let level = rec[q];
@@ -102,13 +105,14 @@ fn parse_stream(b: &[u8], cpu: u16) -> (Vec<Frame>, u64) {
     let mut base = 0u64;
     let mut next_seq = 0u64;
     while p < b.len() {
-        if b.len() - p >= 32 && b[p..p + 4] == *b"KLG1" {
+        if b.len() - p >= 40 && b[p..p + 4] == *b"KLG2" {
             let h = klog::wire::SubbufHeader::parse(&b[p..]).unwrap();
             if h.seq == next_seq && h.cpu == cpu {
+                assert_ne!(h.trace_id, 0);
                 base = h.base_ts;
                 lost += h.lost as u64;
                 next_seq += 1;
-                p += 32;
+                p += 40;
                 continue;
             }
         }
@@ -117,7 +121,7 @@ fn parse_stream(b: &[u8], cpu: u16) -> (Vec<Frame>, u64) {
         let head = varint(b, &mut p);
         let z = varint(b, &mut p);
         let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
-        // Format version 2: relative to the previous frame of the sub-buffer.
+        // Format version 2 and later: relative to the previous frame of the sub-buffer.
         base = base.wrapping_add(delta as u64);
         frames.push((head >> 2, head & 3, base, b[p..end].to_vec()));
         p = end;
@@ -372,13 +376,13 @@ fn golden_frame_and_user_type() {
         .find(|(_, d)| d.fmt.starts_with("golden"))
         .unwrap();
     assert_eq!(def.types, [1, 12, 8, 1]);
-    // Header (32) | frame | header of the sub-buffer the final flush started (32).
+    // Header (40) | frame | header of the sub-buffer the final flush started (40).
     // Frame: len | head = id << 2 | 0 | zigzag ts delta | payload.
-    let mut q = 32;
+    let mut q = 40;
     let len = varint(&bytes, &mut q) as usize;
     assert_eq!(
         q + len,
-        bytes.len() - 32,
+        bytes.len() - 40,
         "one frame between the two headers"
     );
     assert_eq!(varint(&bytes, &mut q), id << 2);
@@ -388,7 +392,7 @@ fn golden_frame_and_user_type() {
         &bytes[q..q + 8],
         &[0xac, 0x02, 0x01, 0x02, b'a', b'b', 0x90, 0x3f]
     );
-    assert_eq!(&bytes[q + 8..q + 12], b"KLG1");
+    assert_eq!(&bytes[q + 8..q + 12], b"KLG2");
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }

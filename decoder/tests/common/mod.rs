@@ -11,6 +11,8 @@ use klog::Level;
 pub mod golden;
 
 pub const MONO: u8 = 0;
+/// The trace id of the hand-built traces (version 3 metadata and headers).
+pub const TRACE_ID: u64 = 0x5eed_0f7a_ce1d;
 pub const TSC: u8 = 1;
 
 /// A xorshift64 generator for randomized tests (deterministic per seed).
@@ -75,6 +77,7 @@ pub fn metadata(
             overwrite,
             subbuf_size,
             n_subbufs,
+            trace_id: TRACE_ID,
         },
     );
     for &(source, raw, mono_ns, ticks_per_sec) in clocks {
@@ -194,7 +197,7 @@ impl Stream {
     }
 
     pub fn with_version(cpu: u16, subbuf_size: usize, version: u16) -> Self {
-        assert!(version == wire::VERSION || version == wire::VERSION_BASE_DELTAS);
+        assert!((wire::VERSION_BASE_DELTAS..=wire::VERSION).contains(&version));
         Stream {
             cpu,
             subbuf_size,
@@ -302,10 +305,15 @@ impl Stream {
         self
     }
 
+    /// The sub-buffer header length of the stream's version.
+    pub fn hlen(&self) -> usize {
+        wire::subbuf_layout(self.version).1
+    }
+
     fn check_room(&self) {
         let s = self.subs.last().unwrap();
         assert!(
-            wire::SUBBUF_HEADER_LEN + s.frames.len() <= self.subbuf_size,
+            self.hlen() + s.frames.len() <= self.subbuf_size,
             "test sub-buffer overflows"
         );
     }
@@ -316,7 +324,7 @@ impl Stream {
         let computed = if k == 0 {
             0
         } else {
-            (self.subbuf_size - wire::SUBBUF_HEADER_LEN - self.subs[k - 1].frames.len()) as u32
+            (self.subbuf_size - self.hlen() - self.subs[k - 1].frames.len()) as u32
         };
         SubbufHeader {
             cpu: self.cpu,
@@ -325,6 +333,7 @@ impl Stream {
             base_ts: s.base_ts,
             prev_padding: s.prev_padding.unwrap_or(computed),
             lost: s.lost,
+            trace_id: TRACE_ID,
         }
     }
 
@@ -332,7 +341,7 @@ impl Stream {
     pub fn read_stream(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (k, s) in self.subs.iter().enumerate() {
-            out.extend_from_slice(&self.header(k).to_bytes());
+            out.extend_from_slice(&self.header(k).to_vec(self.version));
             out.extend_from_slice(&s.frames);
         }
         out
@@ -345,9 +354,9 @@ impl Stream {
             let at = (s.seq as usize % n) * self.subbuf_size;
             let slot = &mut img[at..at + self.subbuf_size];
             slot.fill(fill);
-            slot[..wire::SUBBUF_HEADER_LEN].copy_from_slice(&self.header(k).to_bytes());
-            slot[wire::SUBBUF_HEADER_LEN..wire::SUBBUF_HEADER_LEN + s.frames.len()]
-                .copy_from_slice(&s.frames);
+            let h = self.header(k).to_vec(self.version);
+            slot[..h.len()].copy_from_slice(&h);
+            slot[h.len()..h.len() + s.frames.len()].copy_from_slice(&s.frames);
         }
         img
     }

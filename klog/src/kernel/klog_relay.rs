@@ -5,8 +5,11 @@
 //! parameters `subbuf_size`, `n_subbufs`, `overwrite`), starts the `metadata` stream there and
 //! registers itself with klog_core.ko. Writing anything to `flush` there flushes the channel:
 //! every CPU's current sub-buffer completes, so readers and mmap snapshots see the newest
-//! events. The files follow docs/FORMAT.md exactly as the user-space handler writes them, so
-//! `klog-decode record /sys/kernel/debug/klog DIR` + `klog-decode DIR`, `klog-decode --follow`
+//! events, and every CPU's end-of-trace totals are appended to `metadata` (format version 3:
+//! they make the decoder's accounting exact if no event fires after them; a later flush appends
+//! newer ones). Nothing is appended at unload: `metadata` goes away with the module, and no
+//! reader can hold it open then (it pins the module). The files follow docs/FORMAT.md exactly
+//! as the user-space handler writes them, so `klog-decode record /sys/kernel/debug/klog DIR` + `klog-decode DIR`, `klog-decode --follow`
 //! or (overwrite mode, after a flush) `klog-decode --snapshot /sys/kernel/debug/klog` read them.
 //! Timestamps are `ktime_get_mono_fast_ns()` (CLOCK_MONOTONIC in ns, NMI-safe), clock source 0.
 use core::ffi::c_void;
@@ -41,7 +44,7 @@ pub(crate) use level::Level;
 
 use arg::{varint_len64, zigzag64};
 use callsite::Callsite;
-use wire::{MetaHeader, SubbufHeader, FLAG_FIRST, FLAG_OVERWRITE, SUBBUF_HEADER_LEN};
+use wire::{MetaHeader, SubbufHeader, Totals, FLAG_FIRST, FLAG_OVERWRITE, SUBBUF_HEADER_LEN};
 
 module! {
     type: KlogRelay,
@@ -62,6 +65,37 @@ struct KlogCb {
     /// `base_ts` until the first): the reference of the next `ts_delta` (format version 2).
     last_ts: [AtomicU64; MAX_CPUS],
     lost: [AtomicU32; MAX_CPUS],
+    /// The trace id of the metadata header, repeated in every sub-buffer header (version 3).
+    trace_id: u64,
+    /// Frames written and lost in total, and `frames` when the current sub-buffer started:
+    /// the totals records (docs/FORMAT.md).
+    frames: [AtomicU64; MAX_CPUS],
+    lost_total: [AtomicU64; MAX_CPUS],
+    sub_start: [AtomicU64; MAX_CPUS],
+}
+
+impl KlogCb {
+    /// Counts a frame lost on `cpu` (the emitting CPU, interrupts off).
+    fn count_lost(&self, cpu: usize) {
+        self.lost[cpu].fetch_add(1, Ordering::Relaxed);
+        self.lost_total[cpu].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The end-of-trace counters of `cpu`. Exact when no CPU emits meanwhile; the kernel does
+    /// not count overwritten frames (flags 0).
+    fn totals(&self, cpu: usize) -> Totals {
+        let written = self.frames[cpu].load(Ordering::Relaxed);
+        Totals {
+            cpu: cpu as u16,
+            flags: 0,
+            written,
+            lost: self.lost_total[cpu].load(Ordering::Relaxed),
+            lost_pending: u64::from(self.lost[cpu].load(Ordering::Relaxed)),
+            overwritten: 0,
+            next_seq: self.seq[cpu].load(Ordering::Relaxed),
+            cur_frames: written.saturating_sub(self.sub_start[cpu].load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl rsrelay::Callbacks for KlogCb {
@@ -89,7 +123,9 @@ impl rsrelay::Callbacks for KlogCb {
             base_ts: now,
             prev_padding: ctx.prev_padding() as u32,
             lost: self.lost[cpu].swap(0, Ordering::Relaxed),
+            trace_id: self.trace_id,
         };
+        self.sub_start[cpu].store(self.frames[cpu].load(Ordering::Relaxed), Ordering::Relaxed);
         ctx.write_subbuf(0, &hdr.to_bytes());
         self.last_ts[cpu].store(now, Ordering::Relaxed);
         true
@@ -232,7 +268,7 @@ unsafe extern "C" fn handler_emit(
         fence(Ordering::Acquire);
     } else if !define(cs, gen, types) {
         // No room for the definition: a frame without one could never be decoded.
-        cb.lost[cpu].fetch_add(1, Ordering::Relaxed);
+        cb.count_lost(cpu);
         return;
     }
     let head = ((cs.id() as u64) << 2) | kind as u64;
@@ -245,7 +281,10 @@ unsafe extern "C" fn handler_emit(
             // its last frame, both read earlier on this CPU with interrupts off.
             // SAFETY: plain clock read.
             let now = unsafe { sys::klr_clock_ns() };
-            let delta = now.wrapping_sub(cb.last_ts[cpu].load(Ordering::Relaxed)) as i64;
+            // Never negative (docs/FORMAT.md: no frame may start like a header): a clock read
+            // older than the reference is stamped with the reference, as in user space.
+            let last = cb.last_ts[cpu].load(Ordering::Relaxed);
+            let delta = (now.wrapping_sub(last) as i64).max(0);
             let zz = zigzag64(delta);
             let body = varint_len64(head) + varint_len64(zz) + len;
             let mut at = 0;
@@ -257,13 +296,33 @@ unsafe extern "C" fn handler_emit(
             }
             // SAFETY: the client's encoder writes exactly `len` bytes into the slot's tail.
             unsafe { encode(ctx, slot.as_mut_ptr().add(at), len) };
-            // Published: the next frame's reference.
-            cb.last_ts[cpu].store(now, Ordering::Relaxed);
+            // Published: the next frame's reference (its time as the decoder computes it).
+            cb.last_ts[cpu].store(last.wrapping_add(delta as u64), Ordering::Relaxed);
             at + len
         })
     };
-    if !ok {
-        cb.lost[cpu].fetch_add(1, Ordering::Relaxed);
+    if ok {
+        // Only this CPU, interrupts off, writes its count: no read-modify-write needed.
+        let n = cb.frames[cpu].load(Ordering::Relaxed);
+        cb.frames[cpu].store(n.wrapping_add(1), Ordering::Relaxed);
+    } else {
+        cb.count_lost(cpu);
+    }
+}
+
+/// Appends every CPU's totals record (after a flush: the end of a trace as far as the writer
+/// knows; the last records of a CPU win).
+fn totals_records(cb: &KlogCb) {
+    // SAFETY: plain getter.
+    let n = (unsafe { sys::klr_nr_cpu_ids() } as usize).min(MAX_CPUS);
+    for cpu in 0..n {
+        let mut o = StackOut {
+            buf: [0; 768],
+            len: 0,
+            overflow: false,
+        };
+        wire::meta_totals(&mut o, &cb.totals(cpu));
+        meta_append(&o);
     }
 }
 
@@ -275,6 +334,7 @@ pub extern "C" fn klr_flush() {
     // SAFETY: so a non-null STATE is valid for this call.
     if let Some(st) = unsafe { STATE.load(Ordering::Acquire).as_ref() } {
         st.chan.flush();
+        totals_records(st.chan.private_data());
     }
 }
 
@@ -295,6 +355,8 @@ impl kernel::Module for KlogRelay {
         if dir.is_null() || subbuf_size <= SUBBUF_HEADER_LEN + 16 {
             return Err(EINVAL);
         }
+        // SAFETY: plain getter.
+        let trace_id = unsafe { sys::klr_trace_id() };
         // SAFETY: creates the metadata file in klog_core's directory.
         if unsafe { sys::klr_meta_init(dir, META_CAP) } != 0 {
             return Err(ENOMEM);
@@ -311,6 +373,7 @@ impl kernel::Module for KlogRelay {
                 overwrite,
                 subbuf_size: subbuf_size as u32,
                 n_subbufs: n_subbufs as u32,
+                trace_id,
             },
         );
         meta_append(&o);
@@ -320,6 +383,10 @@ impl kernel::Module for KlogRelay {
             seq: [const { AtomicU64::new(0) }; MAX_CPUS],
             last_ts: [const { AtomicU64::new(0) }; MAX_CPUS],
             lost: [const { AtomicU32::new(0) }; MAX_CPUS],
+            trace_id,
+            frames: [const { AtomicU64::new(0) }; MAX_CPUS],
+            lost_total: [const { AtomicU64::new(0) }; MAX_CPUS],
+            sub_start: [const { AtomicU64::new(0) }; MAX_CPUS],
         };
         let chan = match rsrelay::Channel::open(c_str!("cpu"), dir, subbuf_size, n_subbufs, cb) {
             Ok(c) => c,

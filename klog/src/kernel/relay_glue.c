@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/random.h>
 #include <linux/smp.h>
 #include <linux/spinlock.h>
 #include <linux/timekeeping.h>
@@ -126,6 +127,16 @@ u64 klr_clock_ns(void)
 {
 	/* NMI-safe, lockless CLOCK_MONOTONIC (docs/FORMAT.md: source 0, ns). */
 	return ktime_get_mono_fast_ns();
+}
+
+u64 klr_trace_id(void)
+{
+	u64 id;
+
+	do {
+		id = get_random_u64();
+	} while (!id);
+	return id;
 }
 
 unsigned int klr_this_cpu(void)

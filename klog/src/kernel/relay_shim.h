@@ -25,5 +25,7 @@ void klr_flush_init(struct dentry *dir);
 void klr_flush_exit(void);
 
 u64 klr_clock_ns(void);
+/* A random, nonzero trace id (get_random_u64). */
+u64 klr_trace_id(void);
 unsigned int klr_this_cpu(void);
 unsigned int klr_nr_cpu_ids(void);
