@@ -238,30 +238,31 @@ unsafe extern "C" fn handler_emit(
     let head = ((cs.id() as u64) << 2) | kind as u64;
     // len varint (<= 5 for a sub-buffer) + head + zigzag delta (<= 10) + payload.
     let max = 5 + varint_len64(head) + 10 + len;
-    // SAFETY: klog_core runs handlers with interrupts off: no second save/restore needed.
-    let ok = unsafe {
-        st.chan.write_with_irqs_off(max, |slot| {
-            // After a possible sub-buffer switch: the reference is this sub-buffer's base or
-            // its last frame, both read earlier on this CPU with interrupts off.
-            // SAFETY: plain clock read.
-            let now = unsafe { sys::klr_clock_ns() };
-            let delta = now.wrapping_sub(cb.last_ts[cpu].load(Ordering::Relaxed)) as i64;
-            let zz = zigzag64(delta);
-            let body = varint_len64(head) + varint_len64(zz) + len;
-            let mut at = 0;
-            put_varint(slot, &mut at, body as u64);
-            put_varint(slot, &mut at, head);
-            put_varint(slot, &mut at, zz);
-            if at + len > slot.len() {
-                return 0;
-            }
-            // SAFETY: the client's encoder writes exactly `len` bytes into the slot's tail.
-            unsafe { encode(ctx, slot.as_mut_ptr().add(at), len) };
-            // Published: the next frame's reference.
-            cb.last_ts[cpu].store(now, Ordering::Relaxed);
-            at + len
-        })
+    // Defined outside the `unsafe` block below, so that its own unsafe blocks are not nested
+    // in that one (an "unnecessary unsafe" error under CONFIG_WERROR).
+    let fill = |slot: &mut [u8]| {
+        // After a possible sub-buffer switch: the reference is this sub-buffer's base or
+        // its last frame, both read earlier on this CPU with interrupts off.
+        // SAFETY: plain clock read.
+        let now = unsafe { sys::klr_clock_ns() };
+        let delta = now.wrapping_sub(cb.last_ts[cpu].load(Ordering::Relaxed)) as i64;
+        let zz = zigzag64(delta);
+        let body = varint_len64(head) + varint_len64(zz) + len;
+        let mut at = 0;
+        put_varint(slot, &mut at, body as u64);
+        put_varint(slot, &mut at, head);
+        put_varint(slot, &mut at, zz);
+        if at + len > slot.len() {
+            return 0;
+        }
+        // SAFETY: the client's encoder writes exactly `len` bytes into the slot's tail.
+        unsafe { encode(ctx, slot.as_mut_ptr().add(at), len) };
+        // Published: the next frame's reference.
+        cb.last_ts[cpu].store(now, Ordering::Relaxed);
+        at + len
     };
+    // SAFETY: klog_core runs handlers with interrupts off: no second save/restore needed.
+    let ok = unsafe { st.chan.write_with_irqs_off(max, fill) };
     if !ok {
         cb.lost[cpu].fetch_add(1, Ordering::Relaxed);
     }
