@@ -117,7 +117,7 @@ do_modules() {
     step "modules (Kbuild, M=$W/kbuild)"
     local m=$W/kbuild
     mkdir -p "$m/relay/src" "$m/kernel-tests"
-    cp "$ROOT/Kbuild" "$m/"
+    cp "$ROOT/Kbuild" "$ROOT/klog.mk" "$m/"
     rsync -a --delete "$ROOT/relay/src/core" "$ROOT/relay/src/kernel" "$m/relay/src/" \
         --exclude '*.o' --exclude '.*.cmd' --exclude '*_bindings.rs'
     rsync -a --delete "$ROOT/kernel-tests/module" "$m/kernel-tests/" \

@@ -334,6 +334,8 @@ impl Arg for i128 {
     }
 }
 
+// Kernel clients: a compile error instead (kernel/mod.rs, `FloatInKernel`).
+#[cfg(not(klog_client))]
 impl Arg for f32 {
     const TYPE: ArgType = ArgType::F32;
     const MAX_LEN: usize = 4;
@@ -347,6 +349,8 @@ impl Arg for f32 {
     }
 }
 
+// Kernel clients: a compile error instead (kernel/mod.rs, `FloatInKernel`).
+#[cfg(not(klog_client))]
 impl Arg for f64 {
     const TYPE: ArgType = ArgType::F64;
     const MAX_LEN: usize = 8;
