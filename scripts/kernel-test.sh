@@ -134,6 +134,48 @@ do_modules() {
     ls -l "$m"/*.ko
 }
 
+# Builds that must fail, each with the message that names the problem (issue 18): a klog!
+# client without `--cfg klog_client`, an f32 argument in kernel code, the wrong rustc. Each is a
+# one-file module next to the project's modules, built through klog.mk.
+do_build_errors() {
+    set_kdir
+    step "klog build errors (klog.mk, M=$W/neg/*)"
+    local name flags want d out first arg
+    while IFS='|' read -r name flags want; do
+        d=$W/neg/$name
+        rm -rf "$d"; mkdir -p "$d"
+        {
+            echo "KLOG := $W/kbuild"
+            echo 'include $(KLOG)/klog.mk'
+            echo "obj-m += neg_$name.o"
+            [ "$name" = nocfg ] || echo "\$(call klog_client,neg_$name.o)"
+        } > "$d/Kbuild"
+        arg=7u32
+        [ "$name" = float ] && arg=1.5f32
+        printf '%s\n' 'use kernel::prelude::*;' '#[macro_use]' \
+            "#[path = \"$W/kbuild/klog/src/kernel/mod.rs\"]" 'mod klog;' \
+            "module! { type: M, name: \"neg_$name\", license: \"GPL\", }" 'struct M;' \
+            'impl kernel::Module for M {' \
+            '    fn init(_m: &'"'"'static ThisModule) -> Result<Self> {' \
+            "        klog!(\"value {}\", $arg);" '        Ok(M)' '    }' '}' > "$d/neg_$name.rs"
+        # shellcheck disable=SC2086
+        if out=$(make -C "$KDIR" M="$d" "${KMAKE[@]}" $flags modules 2>&1); then
+            fail "build error $name: the module built"
+        fi
+        # The first error must be the one that names the problem.
+        first=$(grep -m1 -E '^error|\*\*\*' <<< "$out" || true)
+        if ! grep -qF -- "$want" <<< "$first"; then
+            grep -E '^error|\*\*\*' <<< "$out" | head -5
+            fail "build error $name: the first error does not say \"$want\""
+        fi
+        echo "build-error: $name: ok (${first:0:160})"
+    done <<'CASES'
+nocfg||needs `--cfg klog_client`
+float||floating point is not available in the kernel
+rustc|RUSTC=/bin/true|klog.mk: RUSTC=/bin/true is "not runnable"
+CASES
+}
+
 # Static user-space binaries for the guest (no libc in the initramfs).
 do_user() {
     step "static user-space checkers"
@@ -244,7 +286,8 @@ STEPS=${*:-install bindgen kernel modules user initramfs boot}
 for st in $STEPS; do
     CUR_STEP=$st
     case $st in
-        install) do_install ;; bindgen) do_bindgen ;; kernel) do_kernel ;; modules) do_modules ;;
+        install) do_install ;; bindgen) do_bindgen ;; kernel) do_kernel ;;
+        modules) do_modules; do_build_errors ;;
         user) do_user ;; initramfs) do_initramfs ;; boot) do_boot ;;
         *) echo "unknown step $st" >&2; exit 2 ;;
     esac

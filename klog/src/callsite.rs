@@ -70,6 +70,9 @@ pub struct Callsite {
     /// it links the callsite: rules and the control file match on the module's name.
     #[cfg(any(klog_client, klog_kernel))]
     owner: AtomicPtr<core::ffi::c_void>,
+    /// Only in kernel-tests' klog_badlayout.ko: "another layout", which klog_core must refuse.
+    #[cfg(klog_test_other_layout)]
+    test_pad: u64,
     meta: Meta,
 }
 
@@ -120,6 +123,8 @@ impl Callsite {
             next: AtomicPtr::new(ptr::null_mut()),
             #[cfg(any(klog_client, klog_kernel))]
             owner: AtomicPtr::new(ptr::null_mut()),
+            #[cfg(klog_test_other_layout)]
+            test_pad: 0,
             meta,
         }
     }

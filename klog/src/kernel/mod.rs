@@ -50,20 +50,21 @@ pub use level::Level;
 
 /// Not implemented for any type: the bound that makes an `f32`/`f64` argument of `klog!` in
 /// kernel code a compile error with this message (the kernel's `core` has no float formatting,
-/// and kernel code must not touch FPU state). The lifetime parameter keeps the bound from
-/// being checked where the impls below are defined.
+/// and kernel code must not touch FPU state). The bound is on a reference with the impl's own
+/// lifetime so that it is not checked where the impls below are defined, and so that rustc
+/// reports this trait's message rather than "`f32: Arg` is not satisfied".
 #[diagnostic::on_unimplemented(
-    message = "floating point is not available in the kernel: `{Self}` cannot be a klog! argument",
+    message = "floating point is not available in the kernel: f32/f64 cannot be klog! arguments",
     label = "a floating-point argument in kernel code",
     note = "kernel code must not use the FPU; record an integer instead (e.g. a fixed-point value)"
 )]
-pub trait FloatInKernel<L> {}
+pub trait FloatInKernel {}
 
 macro_rules! no_float_arg {
     ($($t:ty),*) => {$(
         impl<'a> Arg for $t
         where
-            $t: FloatInKernel<&'a ()>,
+            &'a $t: FloatInKernel,
         {
             const TYPE: ArgType = ArgType::User;
             const MAX_LEN: usize = 0;
@@ -74,6 +75,7 @@ macro_rules! no_float_arg {
         }
     )*};
 }
+#[cfg(klog_client)]
 no_float_arg!(f32, f64);
 
 /// Implementation details used by the macros; not a stable API.
