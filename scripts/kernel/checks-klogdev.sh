@@ -8,6 +8,9 @@
 #                    rmmod + insmod; a crate-name rule matches nothing of it
 #   klog-layout      klog_badlayout.ko (built against another callsite layout) loads and runs,
 #                    klog_core refuses its callsites and says so in the kernel log
+#   klog-rerecord    three recordings in a row under load: every event in exactly one trace or
+#                    reported lost (passes once the recorder's mid-sub-buffer start and the
+#                    format-3 accounting line are in)
 KD_D=/sys/kernel/debug/klog
 KD_C=$KD_D/control
 
@@ -103,10 +106,50 @@ kd_layout() {
     kl_result klog-layout $ok "$why"
 }
 
+# Three `klog-decode record` runs in a row on one klog_relay while klog_example's spinning
+# kthreads emit `spin cpu C seq S` (S = 0, 1, ... per CPU) without pause; the spinning stops
+# during the third run, which then drains everything (after a flush). Across the three traces
+# every (C, S) up to the last one must appear exactly once, or be counted lost/overwritten by
+# the traces' accounting lines (`klog-decode --stats`). Needs the recorder to start in the
+# middle of a sub-buffer (rsrelay's RSRELAY_IOC_READ_POS, the cpuN.idx prefix) and the
+# accounting line of trace format 3.
+kd_rerecord() {
+    local ok=1 why= T=/tmp/kd-rerec r acct lost=0 l o missing
+    kl_t0
+    kl_insmod klog_example || { kl_result klog-rerecord 0 "insmod klog_example"; return 1; }
+    kl_relay_load || { kl_result klog-rerecord 0 "insmod klog_relay"; return 1; }
+    echo "spin 1" > $KL_RUN || kl_fail "spin 1"
+    kd_record $T.1 sleep 0.5 || kl_fail "record 1"
+    sleep 0.2
+    kd_record $T.2 sleep 0.5 || kl_fail "record 2"
+    sleep 0.2
+    kd_record $T.3 sh -c "sleep 0.3; echo 'spin 0' > $KL_RUN; echo 1 > $KD_D/flush; sleep 0.5" || kl_fail "record 3"
+    rmmod klog_relay || kl_fail "rmmod klog_relay"
+    for r in 1 2 3; do
+        klog-decode --stats $T.$r > $T.$r.txt 2> $T.$r.stats || { kl_fail "decode $r"; kl_indent < $T.$r.stats; }
+        acct=$(grep -m1 '^accounting: ' $T.$r.stats)
+        [ -n "$acct" ] || kl_fail "trace $r: no accounting line"
+        echo "  trace $r: $(grep -c ' spin cpu ' $T.$r.txt) spin events; $acct"
+        grep -E '\.\.=|missing' $T.$r.stats | head -3 | kl_indent
+        l=$(echo "$acct" | sed -n 's/.* lost=\([0-9]*\).*/\1/p')
+        o=$(echo "$acct" | sed -n 's/.* overwritten=\([0-9]*\).*/\1/p')
+        lost=$((lost + ${l:-0} + ${o:-0}))
+    done
+    # Per CPU: duplicates, and the events missing below the CPU's highest sequence number.
+    missing=$(cat $T.1.txt $T.2.txt $T.3.txt | sed -n 's/.* spin cpu \([0-9]*\) seq \([0-9]*\)$/\1 \2/p' | awk '
+        { n[$1]++; if (seen[$1 " " $2]++) dup++; if (!($1 in max) || $2 > max[$1]) max[$1] = $2 }
+        END { m = 0; for (c in n) m += max[c] + 1 - n[c] + 0; print (dup + 0) " " m }')
+    echo "  across the three traces: duplicates ${missing% *}, missing ${missing#* }, reported lost $lost"
+    [ "${missing% *}" = 0 ] || kl_fail "${missing% *} events in two traces"
+    [ "${missing#* }" = "$lost" ] || kl_fail "${missing#* } events missing, $lost reported lost"
+    kl_result klog-rerecord $ok "$why"
+}
+
 kd_all() {
     kl_insmod klog_core || { echo "check: klog-levels: FAIL (klog_core)"; return; }
     kd_levels
     kd_rules
     kd_layout
+    kd_rerecord
 }
 kd_all
