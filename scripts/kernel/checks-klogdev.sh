@@ -125,6 +125,11 @@ kd_rerecord() {
     sleep 0.2
     kd_record $T.3 sh -c "sleep 0.3; echo 'spin 0' > $KL_RUN; echo 1 > $KD_D/flush; sleep 0.5" || kl_fail "record 3"
     rmmod klog_relay || kl_fail "rmmod klog_relay"
+    # Before trace format 3 the decoder has no accounting line, and nothing to compare with.
+    if ! klog-decode --stats $T.1 2>&1 >/dev/null | grep -q '^accounting: '; then
+        echo "check: klog-rerecord: not run (klog-decode prints no accounting line: needs trace format 3)"
+        return 0
+    fi
     for r in 1 2 3; do
         klog-decode --stats $T.$r > $T.$r.txt 2> $T.$r.stats || { kl_fail "decode $r"; kl_indent < $T.$r.stats; }
         acct=$(grep -m1 '^accounting: ' $T.$r.stats)
