@@ -176,6 +176,52 @@ rustc|RUSTC=/bin/true|klog.mk: RUSTC=/bin/true is "not runnable"
 CASES
 }
 
+# readme_block NAME: the fenced block after `<!-- kernel-dev:NAME -->` in README.md, verbatim.
+readme_block() {
+    awk -v m="<!-- kernel-dev:$1 -->" '
+        $0 == m { want = 1; next }
+        want && /^```/ { if (inside) exit; inside = 1; next }
+        inside { print }' "$ROOT/README.md"
+}
+
+# README.md's "In the kernel" section as a kernel developer follows it: its env block is replaced
+# by this machine's values (same tools), every other block runs as written. `mymod/` is written
+# from the README's Kbuild and mymod.rs next to `relay-rs/` (the project's modules built by
+# do_modules), built with the README's commands; the guest runs the README's `run` block
+# (scripts/kernel/checks-readme.sh checks its output).
+do_readme() {
+    set_kdir
+    step "README: In the kernel (mymod, $W/readme)"
+    local r=$W/readme b t0
+    rm -rf "$r"; mkdir -p "$r/mymod"
+    ln -s "$W/kbuild" "$r/relay-rs"
+    for b in env build build-decode Kbuild mymod.rs build-mymod run; do
+        [ -n "$(readme_block "$b")" ] || fail "README: no kernel-dev:$b block"
+    done
+    readme_block Kbuild > "$r/mymod/Kbuild"
+    readme_block mymod.rs > "$r/mymod/mymod.rs"
+    readme_block run > "$r/run.sh"
+    # The README's toolchain line is this harness's, up to where bindgen was installed.
+    local theirs ours="${KMAKE[*]}"
+    ours=${ours% BINDGEN=*}
+    theirs=$(HOME=/home/dev; eval "$(readme_block env)"; echo "${KMAKE% BINDGEN=*}")
+    [ "$theirs" = "$ours" ] || fail "README: KMAKE \"$theirs\" is not \"$ours\""
+    t0=$(date +%s)
+    # The developer's env block, with this machine's paths; then the build blocks verbatim.
+    # klog-decode's static build reuses do_user's target directory (same flags: a no-op there).
+    (
+        set -e
+        KDIR=$KDIR KLOG=$r/relay-rs KMAKE="${KMAKE[*]}"
+        export CARGO_TARGET_DIR=$W/target-static
+        cd "$r"
+        eval "$(readme_block build)"
+        (cd "$ROOT" && eval "$(readme_block build-decode)")
+        eval "$(readme_block build-mymod)"
+    ) > "$LOG/readme.log" 2>&1 || { tail -30 "$LOG/readme.log"; fail "README build blocks"; }
+    [ -f "$r/mymod/mymod.ko" ] || fail "README: no mymod.ko"
+    echo "README: project modules, static klog-decode and mymod.ko built in $(( $(date +%s) - t0 ))s"
+}
+
 # Static user-space binaries for the guest (no libc in the initramfs).
 do_user() {
     step "static user-space checkers"
@@ -205,6 +251,14 @@ do_initramfs() {
         echo "file /init $ROOT/scripts/kernel/init.sh 0755 0 0"
         local ko f
         for ko in "$W"/kbuild/*.ko; do echo "file /modules/${ko##*/} $ko 0644 0 0"; done
+        # README.md's "In the kernel": its module, its guest commands (checks-readme.sh) and the
+        # static klog-decode next to them, as the README has them.
+        if [ -f "$W/readme/mymod/mymod.ko" ]; then
+            echo "dir /readme 0755 0 0"
+            echo "file /readme/mymod.ko $W/readme/mymod/mymod.ko 0644 0 0"
+            echo "file /readme/run.sh $W/readme/run.sh 0644 0 0"
+            echo "file /readme/klog-decode $USERBIN/klog-decode 0755 0 0"
+        fi
         # Static user-space tools of the workspace used in the guest.
         for f in relay-kcheck klog-decode $GUEST_BINS; do echo "file /bin/$f $USERBIN/$f 0755 0 0"; done
         # Check scripts sourced by /init (scripts/kernel/checks-*.sh).
@@ -288,7 +342,7 @@ for st in $STEPS; do
     case $st in
         install) do_install ;; bindgen) do_bindgen ;; kernel) do_kernel ;;
         modules) do_modules; do_build_errors ;;
-        user) do_user ;; initramfs) do_initramfs ;; boot) do_boot ;;
+        user) do_user; do_readme ;; initramfs) do_initramfs ;; boot) do_boot ;;
         *) echo "unknown step $st" >&2; exit 2 ;;
     esac
 done
