@@ -33,11 +33,11 @@ KLOG := $(abspath $(KLOG))
 # Only when the kernel's configuration is loaded (not for `make clean`).
 ifneq ($(CONFIG_CC_VERSION_TEXT),)
 ifdef CONFIG_RUST
-klog_rustc_v := $(shell $(RUSTC) --version 2>/dev/null)
+klog_rustc_v := $(shell $(RUSTC) --version 2>/dev/null | head -1)
 ifneq ($(klog_rustc_v),$(CONFIG_RUSTC_VERSION_TEXT))
 $(error klog.mk: RUSTC=$(RUSTC) is "$(or $(klog_rustc_v),not runnable)" but the kernel in $(abspath $(objtree)) was built with "$(CONFIG_RUSTC_VERSION_TEXT)": pass RUSTC= (and HOSTRUSTC=, RUSTDOC=) naming that compiler, e.g. RUSTC=/usr/bin/rustc on Debian)
 endif
-klog_hostrustc_v := $(shell $(HOSTRUSTC) --version 2>/dev/null)
+klog_hostrustc_v := $(shell $(HOSTRUSTC) --version 2>/dev/null | head -1)
 ifneq ($(klog_hostrustc_v),$(CONFIG_RUSTC_VERSION_TEXT))
 $(error klog.mk: HOSTRUSTC=$(HOSTRUSTC) is "$(or $(klog_hostrustc_v),not runnable)" but the kernel's rustc is "$(CONFIG_RUSTC_VERSION_TEXT)": the klog-macros proc macro must be built by the same compiler (HOSTRUSTC=$(RUSTC)))
 endif

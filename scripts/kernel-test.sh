@@ -141,14 +141,26 @@ do_build_errors() {
     set_kdir
     step "klog build errors (klog.mk, M=$W/neg/*)"
     local name flags want d out first arg
+    # A rustc that is not the kernel's (as rustup's would be, first in PATH).
+    mkdir -p "$W/neg"
+    printf '#!/bin/sh\necho "rustc 1.99.0 (not the kernel'"'"'s)"\n' > "$W/neg/rustc-other"
+    chmod +x "$W/neg/rustc-other"
     while IFS='|' read -r name flags want; do
+        flags=${flags//@W@/$W}; want=${want//@W@/$W}
         d=$W/neg/$name
         rm -rf "$d"; mkdir -p "$d"
         {
             echo "KLOG := $W/kbuild"
             echo 'include $(KLOG)/klog.mk'
             echo "obj-m += neg_$name.o"
-            [ "$name" = nocfg ] || echo "\$(call klog_client,neg_$name.o)"
+            if [ "$name" = nocfg ]; then
+                # The proc macro but not the cfg: before the facade checked, this built a
+                # module whose callsites no handler ever saw.
+                echo "RUSTFLAGS_neg_nocfg.o := --extern klog_macros=\$(obj)/libklog_macros.so"
+                echo "\$(obj)/neg_nocfg.o: \$(obj)/libklog_macros.so"
+            else
+                echo "\$(call klog_client,neg_$name.o)"
+            fi
         } > "$d/Kbuild"
         arg=7u32
         [ "$name" = float ] && arg=1.5f32
@@ -172,7 +184,7 @@ do_build_errors() {
     done <<'CASES'
 nocfg||needs `--cfg klog_client`
 float||floating point is not available in the kernel
-rustc|RUSTC=/bin/true|klog.mk: RUSTC=/bin/true is "not runnable"
+rustc|RUSTC=@W@/neg/rustc-other|klog.mk: RUSTC=@W@/neg/rustc-other is "rustc 1.99.0 (not the kernel's)" but
 CASES
 }
 
