@@ -60,6 +60,7 @@ pub use level::Level;
 )]
 pub trait FloatInKernel {}
 
+#[cfg(klog_client)]
 macro_rules! no_float_arg {
     ($($t:ty),*) => {$(
         impl<'a> Arg for $t
