@@ -223,7 +223,7 @@ do_readme() {
     # klog-decode's static build reuses do_user's target directory (same flags: a no-op there).
     (
         set -e
-        KDIR=$KDIR KLOG=$r/relay-rs KMAKE="${KMAKE[*]}"
+        KDIR=$KDIR KLOG=$W/kbuild KMAKE="${KMAKE[*]}"   # relay-rs/ is a link to it
         export CARGO_TARGET_DIR=$W/target-static
         cd "$r"
         eval "$(readme_block build)"
