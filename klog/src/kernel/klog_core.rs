@@ -303,7 +303,10 @@ fn words<'a>(line: &'a [u8], out: &mut [&'a [u8]; 16]) -> Option<usize> {
 /// Parses `[module M] [file F] [line N] [level L] [format "S"] +p|-p|=p` into the criteria
 /// (all must match), the verdict (force on, off, or back to the level's) and the criteria's
 /// words (to recognise a rule that replaces an earlier one). `None`: malformed.
-fn parse<'a>(line: &'a [u8], w: &'a mut [&'a [u8]; 16]) -> Option<(Query<'a>, Option<bool>, &'a [&'a [u8]])> {
+fn parse<'a>(
+    line: &'a [u8],
+    w: &'a mut [&'a [u8]; 16],
+) -> Option<(Query<'a>, Option<bool>, &'a [&'a [u8]])> {
     let n = words(line, w)?;
     let w = &w[..n];
     let (&flag, crit) = w.split_last()?;
