@@ -32,7 +32,9 @@ kd_record() {
 
 # kd_lines TRACE: the decoded lines of klog_check (level and text, no timestamp or cpu).
 kd_lines() {
-    klog-decode "$1" 2> "$1.err" | sed -n 's/^\[[^]]*\] cpu[0-9]* *\([A-Z]*\) *klog_check_rs: \(check .*\)$/\1 \2/p'
+    klog-decode "$1" 2> "$1.err" | sed -n \
+        -e 's/^\[[^]]*\] cpu[0-9]* *\([A-Z]*\) *klog_check_rs: \(check .*\)$/\1 \2/p' \
+        -e 's/^\[[^]]*\] cpu[0-9]* *\([A-Z]*\) *klog_check_rs: \(raw .*\)$/\1 \2/p'
 }
 
 kd_levels() {
@@ -70,6 +72,8 @@ kd_rules() {
     # A rule on the crate name is kept too, but must not match the module's callsites.
     echo 'module klog_check_rs format "check info" -p' > $KD_C || kl_fail "crate-name rule refused"
     for round in load reload; do
+        # A fresh handler per recording: a second recording on one handler is klog-rerecord's.
+        kl_relay_load || kl_fail "$round: insmod klog_relay"
         kd_record $T.$round insmod /modules/klog_check.ko || kl_fail "$round: record"
         [ "$(kd_state 'check debug')" = "klog_check DEBUG off -p" ] || kl_fail "$round: debug: $(kd_state 'check debug')"
         [ "$(kd_state 'check warn')" = "klog_check WARN off -p" ] || kl_fail "$round: warn: $(kd_state 'check warn')"
