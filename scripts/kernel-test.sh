@@ -117,7 +117,7 @@ do_modules() {
     step "modules (Kbuild, M=$W/kbuild)"
     local m=$W/kbuild
     mkdir -p "$m/relay/src" "$m/kernel-tests"
-    cp "$ROOT/Kbuild" "$m/"
+    cp "$ROOT/Kbuild" "$ROOT/klog.mk" "$m/"
     rsync -a --delete "$ROOT/relay/src/core" "$ROOT/relay/src/kernel" "$m/relay/src/" \
         --exclude '*.o' --exclude '.*.cmd' --exclude '*_bindings.rs'
     rsync -a --delete "$ROOT/kernel-tests/module" "$m/kernel-tests/" \
@@ -132,6 +132,106 @@ do_modules() {
     fi
     grep -E "^(warning|error)|: warning" "$LOG/modules.log" | head -20 || true
     ls -l "$m"/*.ko
+}
+
+# Builds that must fail, each with the message that names the problem (issue 18): a klog!
+# client without `--cfg klog_client`, an f32 argument in kernel code, the wrong rustc. Each is a
+# one-file module next to the project's modules, built through klog.mk.
+do_build_errors() {
+    set_kdir
+    step "klog build errors (klog.mk, M=$W/neg/*)"
+    local name flags want d out first arg
+    # A rustc that is not the kernel's (as rustup's would be, first in PATH).
+    mkdir -p "$W/neg"
+    printf '#!/bin/sh\necho "rustc 1.99.0 (not the kernel'"'"'s)"\n' > "$W/neg/rustc-other"
+    chmod +x "$W/neg/rustc-other"
+    while IFS='|' read -r name flags want; do
+        flags=${flags//@W@/$W}; want=${want//@W@/$W}
+        d=$W/neg/$name
+        rm -rf "$d"; mkdir -p "$d"
+        {
+            echo "KLOG := $W/kbuild"
+            echo 'include $(KLOG)/klog.mk'
+            echo "obj-m += neg_$name.o"
+            if [ "$name" = nocfg ]; then
+                # The proc macro but not the cfg: before the facade checked, this built a
+                # module whose callsites no handler ever saw.
+                echo "RUSTFLAGS_neg_nocfg.o := --extern klog_macros=\$(obj)/libklog_macros.so"
+                echo "\$(obj)/neg_nocfg.o: \$(obj)/libklog_macros.so"
+            else
+                echo "\$(call klog_client,neg_$name.o)"
+            fi
+        } > "$d/Kbuild"
+        arg=7u32
+        [ "$name" = float ] && arg=1.5f32
+        printf '%s\n' 'use kernel::prelude::*;' '#[macro_use]' \
+            "#[path = \"$W/kbuild/klog/src/kernel/mod.rs\"]" 'mod klog;' \
+            "module! { type: M, name: \"neg_$name\", license: \"GPL\", }" 'struct M;' \
+            'impl kernel::Module for M {' \
+            '    fn init(_m: &'"'"'static ThisModule) -> Result<Self> {' \
+            "        klog!(\"value {}\", $arg);" '        Ok(M)' '    }' '}' > "$d/neg_$name.rs"
+        # shellcheck disable=SC2086
+        if out=$(make -C "$KDIR" M="$d" "${KMAKE[@]}" $flags modules 2>&1); then
+            fail "build error $name: the module built"
+        fi
+        # The first error must be the one that names the problem.
+        first=$(grep -m1 -E '^error|\*\*\*' <<< "$out" || true)
+        if ! grep -qF -- "$want" <<< "$first"; then
+            grep -E '^error|\*\*\*' <<< "$out" | head -5
+            fail "build error $name: the first error does not say \"$want\""
+        fi
+        echo "build-error: $name: ok (${first:0:160})"
+    done <<'CASES'
+nocfg||needs `--cfg klog_client`
+float||floating point is not available in the kernel
+rustc|RUSTC=@W@/neg/rustc-other|klog.mk: RUSTC=@W@/neg/rustc-other is "rustc 1.99.0 (not the kernel's)" but
+CASES
+}
+
+# readme_block NAME: the fenced block after `<!-- kernel-dev:NAME -->` in README.md, verbatim.
+readme_block() {
+    awk -v m="<!-- kernel-dev:$1 -->" '
+        $0 == m { want = 1; next }
+        want && /^```/ { if (inside) exit; inside = 1; next }
+        inside { print }' "$ROOT/README.md"
+}
+
+# README.md's "In the kernel" section as a kernel developer follows it: its env block is replaced
+# by this machine's values (same tools), every other block runs as written. `mymod/` is written
+# from the README's Kbuild and mymod.rs next to `relay-rs/` (the project's modules built by
+# do_modules), built with the README's commands; the guest runs the README's `run` block
+# (scripts/kernel/checks-readme.sh checks its output).
+do_readme() {
+    set_kdir
+    step "README: In the kernel (mymod, $W/readme)"
+    local r=$W/readme b t0
+    rm -rf "$r"; mkdir -p "$r/mymod"
+    ln -s "$W/kbuild" "$r/relay-rs"
+    for b in env build build-decode Kbuild mymod.rs build-mymod run; do
+        [ -n "$(readme_block "$b")" ] || fail "README: no kernel-dev:$b block"
+    done
+    readme_block Kbuild > "$r/mymod/Kbuild"
+    readme_block mymod.rs > "$r/mymod/mymod.rs"
+    readme_block run > "$r/run.sh"
+    # The README's toolchain line is this harness's, up to where bindgen was installed.
+    local theirs ours="${KMAKE[*]}"
+    ours=${ours% BINDGEN=*}
+    theirs=$(HOME=/home/dev; eval "$(readme_block env)"; echo "${KMAKE% BINDGEN=*}")
+    [ "$theirs" = "$ours" ] || fail "README: KMAKE \"$theirs\" is not \"$ours\""
+    t0=$(date +%s)
+    # The developer's env block, with this machine's paths; then the build blocks verbatim.
+    # klog-decode's static build reuses do_user's target directory (same flags: a no-op there).
+    (
+        set -e
+        KDIR=$KDIR KLOG=$W/kbuild KMAKE="${KMAKE[*]}"   # relay-rs/ is a link to it
+        export CARGO_TARGET_DIR=$W/target-static
+        cd "$r"
+        eval "$(readme_block build)"
+        (cd "$ROOT" && eval "$(readme_block build-decode)")
+        eval "$(readme_block build-mymod)"
+    ) > "$LOG/readme.log" 2>&1 || { tail -30 "$LOG/readme.log"; fail "README build blocks"; }
+    [ -f "$r/mymod/mymod.ko" ] || fail "README: no mymod.ko"
+    echo "README: project modules, static klog-decode and mymod.ko built in $(( $(date +%s) - t0 ))s"
 }
 
 # Static user-space binaries for the guest (no libc in the initramfs).
@@ -163,6 +263,14 @@ do_initramfs() {
         echo "file /init $ROOT/scripts/kernel/init.sh 0755 0 0"
         local ko f
         for ko in "$W"/kbuild/*.ko; do echo "file /modules/${ko##*/} $ko 0644 0 0"; done
+        # README.md's "In the kernel": its module, its guest commands (checks-readme.sh) and the
+        # static klog-decode next to them, as the README has them.
+        if [ -f "$W/readme/mymod/mymod.ko" ]; then
+            echo "dir /readme 0755 0 0"
+            echo "file /readme/mymod.ko $W/readme/mymod/mymod.ko 0644 0 0"
+            echo "file /readme/run.sh $W/readme/run.sh 0644 0 0"
+            echo "file /readme/klog-decode $USERBIN/klog-decode 0755 0 0"
+        fi
         # Static user-space tools of the workspace used in the guest.
         for f in relay-kcheck klog-decode $GUEST_BINS; do echo "file /bin/$f $USERBIN/$f 0755 0 0"; done
         # Check scripts sourced by /init (scripts/kernel/checks-*.sh).
@@ -244,8 +352,9 @@ STEPS=${*:-install bindgen kernel modules user initramfs boot}
 for st in $STEPS; do
     CUR_STEP=$st
     case $st in
-        install) do_install ;; bindgen) do_bindgen ;; kernel) do_kernel ;; modules) do_modules ;;
-        user) do_user ;; initramfs) do_initramfs ;; boot) do_boot ;;
+        install) do_install ;; bindgen) do_bindgen ;; kernel) do_kernel ;;
+        modules) do_modules; do_build_errors ;;
+        user) do_user; do_readme ;; initramfs) do_initramfs ;; boot) do_boot ;;
         *) echo "unknown step $st" >&2; exit 2 ;;
     esac
 done

@@ -346,6 +346,8 @@ impl Arg for i128 {
     }
 }
 
+// Kernel clients: a compile error instead (kernel/mod.rs, `FloatInKernel`).
+#[cfg(not(klog_client))]
 impl Arg for f32 {
     const TYPE: ArgType = ArgType::F32;
     const MAX_LEN: usize = 4;
@@ -359,6 +361,8 @@ impl Arg for f32 {
     }
 }
 
+// Kernel clients: a compile error instead (kernel/mod.rs, `FloatInKernel`).
+#[cfg(not(klog_client))]
 impl Arg for f64 {
     const TYPE: ArgType = ArgType::F64;
     const MAX_LEN: usize = 8;

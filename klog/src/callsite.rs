@@ -66,8 +66,51 @@ pub struct Callsite {
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     defined: AtomicU32,
     next: AtomicPtr<Callsite>,
+    /// The kernel module the callsite belongs to (`struct module *`), set by klog_core.ko when
+    /// it links the callsite: rules and the control file match on the module's name.
+    #[cfg(any(klog_client, klog_kernel))]
+    owner: AtomicPtr<core::ffi::c_void>,
+    /// Only in kernel-tests' klog_badlayout.ko: "another layout", which klog_core must refuse.
+    #[cfg(klog_test_other_layout)]
+    test_pad: u64,
     meta: Meta,
 }
+
+/// The layout word a kernel client passes to klog_core.ko with each callsite: klog_core
+/// refuses callsites whose word differs from its own (built from other klog sources). The top
+/// byte is a version to bump when the contract changes in a way the sizes and offsets below
+/// do not show (klog_core.h's handler interface, the meaning of a field).
+#[cfg(any(klog_client, klog_kernel))]
+pub const LAYOUT: u32 = {
+    use core::mem::{offset_of, size_of};
+    const VERSION: u32 = 1;
+    let parts = [
+        size_of::<Callsite>(),
+        offset_of!(Callsite, state),
+        offset_of!(Callsite, rule),
+        offset_of!(Callsite, id),
+        offset_of!(Callsite, defined),
+        offset_of!(Callsite, next),
+        offset_of!(Callsite, owner),
+        offset_of!(Callsite, meta),
+        size_of::<Meta>(),
+        offset_of!(Meta, fmt),
+        offset_of!(Meta, level),
+        offset_of!(Meta, kind),
+        offset_of!(Meta, module),
+        offset_of!(Meta, file),
+        offset_of!(Meta, line),
+        offset_of!(Meta, n_args),
+    ];
+    // FNV-1a over the parts, folded to 24 bits.
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < parts.len() {
+        h = (h ^ parts[i] as u32).wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    VERSION << 24 | (h ^ h >> 24) & 0x00ff_ffff
+};
 
 impl Callsite {
     /// A new, unseen callsite.
@@ -78,8 +121,30 @@ impl Callsite {
             id: AtomicU32::new(0),
             defined: AtomicU32::new(0),
             next: AtomicPtr::new(ptr::null_mut()),
+            #[cfg(any(klog_client, klog_kernel))]
+            owner: AtomicPtr::new(ptr::null_mut()),
+            #[cfg(klog_test_other_layout)]
+            test_pad: 0,
             meta,
         }
+    }
+
+    /// The kernel module of the callsite (`struct module *`; null until linked).
+    #[cfg(klog_kernel)]
+    pub fn owner(&self) -> *mut core::ffi::c_void {
+        self.owner.load(Ordering::Relaxed)
+    }
+
+    /// The callsite whose description `meta` is (every `Meta` the registry hands out is a
+    /// callsite's field).
+    #[cfg(klog_kernel)]
+    pub fn of_meta(meta: &Meta) -> &Callsite {
+        let at = (meta as *const Meta)
+            .cast::<u8>()
+            .wrapping_sub(core::mem::offset_of!(Callsite, meta));
+        // SAFETY: `meta` is the `meta` field of a `Callsite` (the registry only passes those),
+        // so stepping back by the field's offset gives that callsite, alive as long as `meta`.
+        unsafe { &*at.cast::<Callsite>() }
     }
 
     /// The description.
@@ -255,15 +320,37 @@ fn apply_rules(cfg: &Config, cs: &Callsite) {
 #[inline(never)]
 fn register(cs: &'static Callsite) -> bool {
     extern "C" {
-        fn klog_register_callsite(cs: *const core::ffi::c_void) -> bool;
+        /// > 0 enabled, 0 disabled, < 0 refused (klog_core logged why).
+        fn klog_register_callsite(
+            cs: *const core::ffi::c_void,
+            layout: u32,
+            owner: *const core::ffi::c_void,
+        ) -> core::ffi::c_int;
+        /// This module's `struct module` (every module's `.mod.c` defines it).
+        static __this_module: u8;
     }
-    // SAFETY: a static callsite; klog_core links it and unlinks it when this module goes away.
-    unsafe { klog_register_callsite((cs as *const Callsite).cast()) }
+    // SAFETY: a static callsite; klog_core links it and unlinks it when this module goes
+    // away. `__this_module` is only taken by address.
+    let r = unsafe {
+        klog_register_callsite(
+            (cs as *const Callsite).cast(),
+            LAYOUT,
+            ptr::addr_of!(__this_module).cast(),
+        )
+    };
+    if r < 0 {
+        // Refused (another layout): never ask again, the statement stays one load and a branch.
+        cs.state.store(DISABLED, Ordering::Relaxed);
+    }
+    r > 0
 }
 
-/// Links `cs` into the registry (klog_core.ko's export for client modules).
+/// Links `cs`, a callsite of the kernel module `owner`, into the registry (klog_core.ko's
+/// export for client modules, after its layout check).
 #[cfg(klog_kernel)]
-pub fn register_callsite(cs: &'static Callsite) -> bool {
+pub fn register_callsite(cs: &'static Callsite, owner: *mut core::ffi::c_void) -> bool {
+    // Before linking: the rules consulted while linking match on the owner's name.
+    cs.owner.store(owner, Ordering::Relaxed);
     register(cs)
 }
 

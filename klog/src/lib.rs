@@ -202,32 +202,5 @@ macro_rules! klog_raw {
     };
 }
 
-/// `klog!(Level::Error, ...)`.
-#[macro_export]
-macro_rules! klog_error {
-    ($($t:tt)*) => { $crate::klog!(Level::Error, $($t)*) };
-}
-
-/// `klog!(Level::Warn, ...)`.
-#[macro_export]
-macro_rules! klog_warn {
-    ($($t:tt)*) => { $crate::klog!(Level::Warn, $($t)*) };
-}
-
-/// `klog!(Level::Info, ...)`.
-#[macro_export]
-macro_rules! klog_info {
-    ($($t:tt)*) => { $crate::klog!(Level::Info, $($t)*) };
-}
-
-/// `klog!(Level::Debug, ...)`.
-#[macro_export]
-macro_rules! klog_debug {
-    ($($t:tt)*) => { $crate::klog!(Level::Debug, $($t)*) };
-}
-
-/// `klog!(Level::Trace, ...)`.
-#[macro_export]
-macro_rules! klog_trace {
-    ($($t:tt)*) => { $crate::klog!(Level::Trace, $($t)*) };
-}
+// klog_error! ... klog_trace!: one definition for this crate and the kernel facade.
+include!("level_macros.rs");

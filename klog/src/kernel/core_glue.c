@@ -66,6 +66,17 @@ bool klog_within_module(const void *addr, struct module *mod)
 	return within_module((unsigned long)addr, mod);
 }
 
+const char *klog_module_name(const struct module *mod)
+{
+	return mod->name;
+}
+
+void klog_refuse_layout(const struct module *mod, u32 theirs, u32 ours)
+{
+	pr_err_ratelimited("klog_core: refusing the klog! callsites of module %s: built against klog layout %#x, klog_core.ko has %#x; rebuild %s against the klog sources of klog_core.ko\n",
+			   mod ? mod->name : "?", theirs, ours, mod ? mod->name : "it");
+}
+
 struct dentry *klog_debugfs_dir(void)
 {
 	return klog_dir;

@@ -27,8 +27,11 @@ struct klog_handler {
 	u32 gen;
 };
 
-/* Client side. */
-bool klog_register_callsite(const void *cs);
+/*
+ * Client side. Registration passes the client's layout word (callsite::LAYOUT) and its module;
+ * returns 1 enabled, 0 disabled, -EPROTO refused (another layout, logged).
+ */
+int klog_register_callsite(const void *cs, u32 layout, struct module *owner);
 void klog_emit(const void *cs, u32 kind, size_t len, klog_encode_fn encode, const void *ctx,
 	       const u8 *types, size_t n_types);
 
@@ -45,6 +48,8 @@ unsigned long klog_irq_save(void);
 void klog_irq_restore(unsigned long flags);
 void klog_synchronize_rcu(void);
 bool klog_within_module(const void *addr, struct module *mod);
+const char *klog_module_name(const struct module *mod);
+void klog_refuse_layout(const struct module *mod, u32 theirs, u32 ours);
 struct dentry *klog_glue_init(void);
 void klog_glue_exit(void);
 

@@ -11,7 +11,11 @@
 //!   emitter runs with interrupts off, i.e. inside an RCU read-side critical section, so after
 //!   `synchronize_rcu()` nobody is inside the old handler.
 //! * `/sys/kernel/debug/klog/control` lists the callsites and switches them (dynamic-debug
-//!   style); a module that unloads has its callsites unlinked (module notifier).
+//!   style, `module` is the kernel module's name); a module that unloads has its callsites
+//!   unlinked (module notifier). The rules written there are kept and apply to callsites
+//!   registered later too: a module loaded (or reloaded) afterwards gets them.
+//! * A client built from other klog sources (another `Callsite` layout) is refused: its
+//!   callsites never link, and the kernel log says which module to rebuild.
 use core::ffi::{c_char, c_int, c_void};
 use core::fmt::Write;
 use core::ptr;
@@ -26,7 +30,7 @@ mod callsite;
 #[allow(dead_code, unreachable_pub, missing_docs)]
 mod level;
 
-use callsite::{Callsite, Meta};
+use callsite::{Callsite, Meta, LAYOUT};
 pub(crate) use level::Level;
 
 module! {
@@ -65,20 +69,47 @@ extern "C" {
     fn klog_within_module(addr: *const c_void, module: *mut c_void) -> bool;
     fn klog_glue_init() -> *mut c_void;
     fn klog_glue_exit();
+    fn klog_reg_lock() -> usize;
+    fn klog_reg_unlock(flags: usize);
+    fn klog_module_name(module: *const c_void) -> *const c_char;
+    fn klog_refuse_layout(module: *const c_void, theirs: u32, ours: u32);
 }
 
 static HANDLER: AtomicPtr<KlogHandler> = AtomicPtr::new(ptr::null_mut());
 static GEN: AtomicU32 = AtomicU32::new(0);
 
-/// Links a client's callsite; returns whether it is enabled.
+/// Links a client's callsite: 1 enabled, 0 disabled, `-EPROTO` refused (built against
+/// another layout: the callsite is not touched, the kernel log names the module).
 #[no_mangle]
 /// # Safety
 ///
-/// `cs` points to a static `Callsite` of a loaded module (same `#[repr(C)]` layout).
-pub unsafe extern "C" fn klog_register_callsite(cs: *const c_void) -> bool {
+/// `cs` points to a static callsite of the loaded module `owner`, whose `#[repr(C)]` layout the
+/// client describes with `layout` (`callsite::LAYOUT` of its sources).
+pub unsafe extern "C" fn klog_register_callsite(
+    cs: *const c_void,
+    layout: u32,
+    owner: *mut c_void,
+) -> c_int {
+    if layout != LAYOUT {
+        // SAFETY: `owner` is the caller's `struct module` (or null).
+        unsafe { klog_refuse_layout(owner, layout, LAYOUT) };
+        return -71; // EPROTO
+    }
     // The module notifier unlinks callsites before their module's memory goes away.
-    // SAFETY: clients pass their static callsites (same #[repr(C)] layout, same sources).
-    callsite::register_callsite(unsafe { &*cs.cast::<Callsite>() })
+    // SAFETY: the layouts agree, and clients pass their static callsites.
+    let cs = unsafe { &*cs.cast::<Callsite>() };
+    c_int::from(callsite::register_callsite(cs, owner))
+}
+
+/// The kernel module name of a callsite (what `module NAME` matches), `?` if unknown.
+fn module_name(m: &Meta) -> &[u8] {
+    let owner = Callsite::of_meta(m).owner();
+    if owner.is_null() {
+        return b"?";
+    }
+    // SAFETY: a linked callsite's owner is its module, loaded while the callsite is linked
+    // (the notifier unlinks first); `name` is a NUL-terminated array inside it.
+    unsafe { core::ffi::CStr::from_ptr(klog_module_name(owner)) }.to_bytes()
 }
 
 /// Hands one event to the handler, with interrupts off.
@@ -176,6 +207,7 @@ pub unsafe extern "C" fn klog_control_show(buf: *mut c_char, cap: usize) -> usiz
     let mut o = Out::new(buf);
     callsite::for_each_callsite(|cs| {
         let m = cs.meta();
+        let module = core::str::from_utf8(module_name(m)).unwrap_or("?");
         let rule = match cs.rule() {
             Some(true) => " +p",
             Some(false) => " -p",
@@ -184,7 +216,7 @@ pub unsafe extern "C" fn klog_control_show(buf: *mut c_char, cap: usize) -> usiz
         let _ = writeln!(
             o,
             "{} {}:{} {} {}{} \"{}\"",
-            m.module,
+            module,
             m.file,
             m.line,
             m.level.as_str(),
@@ -211,9 +243,12 @@ impl Query<'_> {
         let contains =
             |hay: &[u8], needle: &[u8]| hay.windows(needle.len().max(1)).any(|w| w == needle);
         self.module.map_or(true, |v| {
+            // The kernel module's name, as dynamic debug; `module foo::bar` (a Rust module
+            // path) matches that path and its submodules.
             let mb = m.module.as_bytes();
-            // `module foo` matches foo and foo::anything, as a path prefix.
-            mb == v || (mb.starts_with(v) && mb[v.len()..].starts_with(b"::"))
+            module_name(m) == v
+                || v.windows(2).any(|w| w == b"::")
+                    && (mb == v || (mb.starts_with(v) && mb[v.len()..].starts_with(b"::")))
         }) && self.file.map_or(true, |v| {
             let fb = m.file.as_bytes();
             fb == v || fb.ends_with(v) && fb[..fb.len() - v.len()].ends_with(b"/")
@@ -265,9 +300,111 @@ fn words<'a>(line: &'a [u8], out: &mut [&'a [u8]; 16]) -> Option<usize> {
     Some(n)
 }
 
-/// `[module M] [file F] [line N] [level L] [format "S"] +p|-p|=p`: force the matching
-/// callsites on, off, or back to the level's verdict. `-EINVAL` on a bad command, `-ENOENT` if
-/// nothing matched.
+/// Parses `[module M] [file F] [line N] [level L] [format "S"] +p|-p|=p` into the criteria
+/// (all must match), the verdict (force on, off, or back to the level's) and the criteria's
+/// words (to recognise a rule that replaces an earlier one). `None`: malformed.
+fn parse<'a>(
+    line: &'a [u8],
+    w: &'a mut [&'a [u8]; 16],
+) -> Option<(Query<'a>, Option<bool>, &'a [&'a [u8]])> {
+    let n = words(line, w)?;
+    let w = &w[..n];
+    let (&flag, crit) = w.split_last()?;
+    let verdict = match flag {
+        b"+p" => Some(true),
+        b"-p" => Some(false),
+        b"=p" => None,
+        _ => return None,
+    };
+    if crit.len() % 2 != 0 {
+        return None;
+    }
+    let mut q = Query::default();
+    for kv in crit.chunks(2) {
+        let v = kv[1];
+        match kv[0] {
+            b"module" => q.module = Some(v),
+            b"file" => q.file = Some(v),
+            b"line" => q.line = Some(core::str::from_utf8(v).ok()?.parse().ok()?),
+            b"level" => q.level = Some(parse_level(v)?),
+            b"format" => q.format = Some(v),
+            _ => return None,
+        }
+    }
+    Some((q, verdict, crit))
+}
+
+/// The control commands in force, oldest first (the last matching one decides), kept for
+/// callsites that register later: a module loaded or reloaded after the command gets it too.
+/// Only touched with the registry lock held.
+struct Rules {
+    cmds: [[u8; CMD_CAP]; MAX_RULES],
+    lens: [usize; MAX_RULES],
+    n: usize,
+}
+
+const MAX_RULES: usize = 64;
+/// The glue's command buffer is 256 bytes (core_glue.c).
+const CMD_CAP: usize = 256;
+
+static mut RULES: Rules = Rules {
+    cmds: [[0; CMD_CAP]; MAX_RULES],
+    lens: [0; MAX_RULES],
+    n: 0,
+};
+
+/// The registry's rule function (`callsite::set_rules`): the verdict of the last stored
+/// command matching the callsite. Called with the registry lock held.
+fn rule_verdict(m: &Meta) -> Option<bool> {
+    // SAFETY: RULES is only written with the registry lock held, which our caller holds.
+    let r = unsafe { &*ptr::addr_of!(RULES) };
+    let mut verdict = None;
+    for (cmd, &len) in r.cmds.iter().zip(&r.lens).take(r.n) {
+        let mut w: [&[u8]; 16] = [&[]; 16];
+        if let Some((q, v, _)) = parse(&cmd[..len], &mut w) {
+            if q.matches(m) {
+                verdict = v;
+            }
+        }
+    }
+    verdict
+}
+
+/// Stores `line` as the newest rule, replacing one with the same criteria. `false`: no room.
+fn store_rule(line: &[u8], crit: &[&[u8]]) -> bool {
+    if line.len() > CMD_CAP {
+        return false;
+    }
+    // SAFETY: the registry lock is held until `klog_reg_unlock`.
+    let flags = unsafe { klog_reg_lock() };
+    // SAFETY: RULES is only touched with the registry lock held (taken above).
+    let r = unsafe { &mut *ptr::addr_of_mut!(RULES) };
+    let mut i = 0;
+    while i < r.n {
+        let mut w: [&[u8]; 16] = [&[]; 16];
+        let same = parse(&r.cmds[i][..r.lens[i]], &mut w).is_some_and(|(_, _, c)| c == crit);
+        if same {
+            r.cmds.copy_within(i + 1..r.n, i);
+            r.lens.copy_within(i + 1..r.n, i);
+            r.n -= 1;
+        } else {
+            i += 1;
+        }
+    }
+    let ok = r.n < MAX_RULES;
+    if ok {
+        r.cmds[r.n][..line.len()].copy_from_slice(line);
+        r.lens[r.n] = line.len();
+        r.n += 1;
+    }
+    // SAFETY: releases the lock taken above.
+    unsafe { klog_reg_unlock(flags) };
+    ok
+}
+
+/// A control command: `-EINVAL` if malformed, `-ENOENT` if it matches no callsite and names no
+/// module (a rule for a module is kept for when the module loads or first logs), `-ENOSPC`
+/// when MAX_RULES commands are in force.
 #[no_mangle]
 /// # Safety
 ///
@@ -276,45 +413,19 @@ pub unsafe extern "C" fn klog_control_write(cmd: *const c_char, len: usize) -> c
     // SAFETY: the glue passes `len` bytes.
     let line = unsafe { core::slice::from_raw_parts(cmd.cast::<u8>(), len) };
     let mut w: [&[u8]; 16] = [&[]; 16];
-    let Some(n) = words(line, &mut w) else {
-        return -22;
+    let Some((q, _, crit)) = parse(line, &mut w) else {
+        return -22; // EINVAL
     };
-    let w = &w[..n];
-    let Some((&flag, crit)) = w.split_last() else {
-        return -22;
-    };
-    let verdict = match flag {
-        b"+p" => Some(true),
-        b"-p" => Some(false),
-        b"=p" => None,
-        _ => return -22,
-    };
-    if crit.len() % 2 != 0 {
-        return -22;
-    }
-    let mut q = Query::default();
-    for kv in crit.chunks(2) {
-        let v = kv[1];
-        match kv[0] {
-            b"module" => q.module = Some(v),
-            b"file" => q.file = Some(v),
-            b"line" => {
-                let Some(l) = core::str::from_utf8(v).ok().and_then(|s| s.parse().ok()) else {
-                    return -22;
-                };
-                q.line = Some(l);
-            }
-            b"level" => match parse_level(v) {
-                Some(l) => q.level = Some(l),
-                None => return -22,
-            },
-            b"format" => q.format = Some(v),
-            _ => return -22,
-        }
-    }
-    if callsite::set_rule_where(|m| q.matches(m), verdict) == 0 {
+    let mut matched = 0;
+    callsite::for_each_callsite(|cs| matched += usize::from(q.matches(cs.meta())));
+    if matched == 0 && q.module.is_none() {
         return -2; // ENOENT, as dynamic debug
     }
+    if !store_rule(line, crit) {
+        return -28; // ENOSPC
+    }
+    // Applies every stored rule to every callsite again (and to later ones when they link).
+    callsite::set_rules(Some(&rule_verdict));
     0
 }
 

@@ -274,33 +274,34 @@ unsafe extern "C" fn handler_emit(
     let head = ((cs.id() as u64) << 2) | kind as u64;
     // len varint (<= 5 for a sub-buffer) + head + zigzag delta (<= 10) + payload.
     let max = 5 + varint_len64(head) + 10 + len;
-    // SAFETY: klog_core runs handlers with interrupts off: no second save/restore needed.
-    let ok = unsafe {
-        st.chan.write_with_irqs_off(max, |slot| {
-            // After a possible sub-buffer switch: the reference is this sub-buffer's base or
-            // its last frame, both read earlier on this CPU with interrupts off.
-            // SAFETY: plain clock read.
-            let now = unsafe { sys::klr_clock_ns() };
-            // Never negative (docs/FORMAT.md: no frame may start like a header): a clock read
-            // older than the reference is stamped with the reference, as in user space.
-            let last = cb.last_ts[cpu].load(Ordering::Relaxed);
-            let delta = (now.wrapping_sub(last) as i64).max(0);
-            let zz = zigzag64(delta);
-            let body = varint_len64(head) + varint_len64(zz) + len;
-            let mut at = 0;
-            put_varint(slot, &mut at, body as u64);
-            put_varint(slot, &mut at, head);
-            put_varint(slot, &mut at, zz);
-            if at + len > slot.len() {
-                return 0;
-            }
-            // SAFETY: the client's encoder writes exactly `len` bytes into the slot's tail.
-            unsafe { encode(ctx, slot.as_mut_ptr().add(at), len) };
-            // Published: the next frame's reference (its time as the decoder computes it).
-            cb.last_ts[cpu].store(last.wrapping_add(delta as u64), Ordering::Relaxed);
-            at + len
-        })
+    // Defined outside the `unsafe` block below, so that its own unsafe blocks are not nested
+    // in that one (an "unnecessary unsafe" error under CONFIG_WERROR).
+    let fill = |slot: &mut [u8]| {
+        // After a possible sub-buffer switch: the reference is this sub-buffer's base or
+        // its last frame, both read earlier on this CPU with interrupts off.
+        // SAFETY: plain clock read.
+        let now = unsafe { sys::klr_clock_ns() };
+        // Never negative (docs/FORMAT.md: no frame may start like a header): a clock read
+        // older than the reference is stamped with the reference, as in user space.
+        let last = cb.last_ts[cpu].load(Ordering::Relaxed);
+        let delta = (now.wrapping_sub(last) as i64).max(0);
+        let zz = zigzag64(delta);
+        let body = varint_len64(head) + varint_len64(zz) + len;
+        let mut at = 0;
+        put_varint(slot, &mut at, body as u64);
+        put_varint(slot, &mut at, head);
+        put_varint(slot, &mut at, zz);
+        if at + len > slot.len() {
+            return 0;
+        }
+        // SAFETY: the client's encoder writes exactly `len` bytes into the slot's tail.
+        unsafe { encode(ctx, slot.as_mut_ptr().add(at), len) };
+        // Published: the next frame's reference (its time as the decoder computes it).
+        cb.last_ts[cpu].store(last.wrapping_add(delta as u64), Ordering::Relaxed);
+        at + len
     };
+    // SAFETY: klog_core runs handlers with interrupts off: no second save/restore needed.
+    let ok = unsafe { st.chan.write_with_irqs_off(max, fill) };
     if ok {
         // Only this CPU, interrupts off, writes its count: no read-modify-write needed.
         let n = cb.frames[cpu].load(Ordering::Relaxed);

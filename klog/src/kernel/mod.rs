@@ -9,10 +9,14 @@
 //! mod klog;
 //! ```
 //!
-//! and building with `--cfg klog_client --extern klog_macros=<libklog_macros.so>` (the top-level
-//! `Kbuild` does both; the proc macro is built by the kernel's own rustc). Then `klog!`,
-//! `klog_warn!`, ..., `klog_raw!` work anywhere but NMI context. The encoder (`arg.rs`), the
-//! callsite (`callsite.rs`) and the levels are the cargo crate's sources.
+//! and building with `--cfg klog_client --extern klog_macros=<libklog_macros.so>` (`klog.mk`
+//! at the repository's root does both for a module's Kbuild; the proc macro is built by the
+//! kernel's own rustc). Without `--cfg klog_client` the build fails: the callsites would fall
+//! back to a registry of their own that no handler ever sees. Then `klog!`, `klog_error!`,
+//! `klog_warn!`, `klog_info!`, `klog_debug!`, `klog_trace!` (the user-space crate's definitions,
+//! `level_macros.rs`) and `klog_raw!` work anywhere but NMI context. The encoder (`arg.rs`), the
+//! callsite (`callsite.rs`) and the levels are the cargo crate's sources. `f32`/`f64` arguments
+//! are a compile error: floating point is not available in the kernel.
 //!
 //! The callsite registry and the handler pointer live in `klog_core.ko` (this module links
 //! against its `klog_register_callsite` / `klog_emit`): a statement costs one load and a branch
@@ -27,6 +31,13 @@
     improper_ctypes
 )]
 
+#[cfg(not(klog_client))]
+compile_error!(
+    "klog in a kernel module needs `--cfg klog_client` (and `--extern klog_macros=...`): \
+     add `include $(KLOG)/klog.mk` and `$(call klog_client,<object>.o)` to your Kbuild \
+     (README, \"klog! in a kernel module\")"
+);
+
 #[path = "../arg.rs"]
 pub mod arg;
 #[path = "../callsite.rs"]
@@ -38,6 +49,37 @@ mod level;
 
 pub use arg::{Arg, ArgType};
 pub use level::Level;
+
+/// Not implemented for any type: the bound that makes an `f32`/`f64` argument of `klog!` in
+/// kernel code a compile error with this message (the kernel's `core` has no float formatting,
+/// and kernel code must not touch FPU state). The bound is on a reference with the impl's own
+/// lifetime so that it is not checked where the impls below are defined, and so that rustc
+/// reports this trait's message rather than "`f32: Arg` is not satisfied".
+#[diagnostic::on_unimplemented(
+    message = "floating point is not available in the kernel: f32/f64 cannot be klog! arguments",
+    label = "a floating-point argument in kernel code",
+    note = "kernel code must not use the FPU; record an integer instead (e.g. a fixed-point value)"
+)]
+pub trait FloatInKernel {}
+
+#[cfg(klog_client)]
+macro_rules! no_float_arg {
+    ($($t:ty),*) => {$(
+        impl<'a> Arg for $t
+        where
+            &'a $t: FloatInKernel,
+        {
+            const TYPE: ArgType = ArgType::User;
+            const MAX_LEN: usize = 0;
+            fn encoded_len(&self) -> usize {
+                0
+            }
+            fn encode(&self, _w: &mut arg::Writer<'_>) {}
+        }
+    )*};
+}
+#[cfg(klog_client)]
+no_float_arg!(f32, f64);
 
 /// Implementation details used by the macros; not a stable API.
 #[doc(hidden)]
@@ -163,20 +205,5 @@ macro_rules! klog_raw {
     };
 }
 
-/// `klog!(Level::Error, ...)`.
-#[macro_export]
-macro_rules! klog_error {
-    ($($t:tt)*) => { $crate::klog!(Level::Error, $($t)*) };
-}
-
-/// `klog!(Level::Warn, ...)`.
-#[macro_export]
-macro_rules! klog_warn {
-    ($($t:tt)*) => { $crate::klog!(Level::Warn, $($t)*) };
-}
-
-/// `klog!(Level::Debug, ...)`.
-#[macro_export]
-macro_rules! klog_debug {
-    ($($t:tt)*) => { $crate::klog!(Level::Debug, $($t)*) };
-}
+// klog_error! ... klog_trace!: the user-space crate's definitions.
+include!("../level_macros.rs");

@@ -18,6 +18,8 @@
 //! let chan = rsrelay::Channel::open(c_str!("cpu"), dir, 4096, 8, Hdr)?;
 //! chan.write(b"hello");
 //! ```
+// A client uses only part of the API, and includes the file as a private module.
+#![allow(dead_code, unreachable_pub)]
 use core::ffi::{c_int, c_uint, c_void};
 use core::marker::PhantomData;
 use core::ptr::NonNull;

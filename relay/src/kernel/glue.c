@@ -34,6 +34,20 @@ int rsr_fop_release(struct inode *inode, struct file *file);
 void rsr_vm_open(struct vm_area_struct *vma);
 void rsr_vm_close(struct vm_area_struct *vma);
 vm_fault_t rsr_vm_fault(struct vm_fault *vmf);
+void rsr_fop_read_pos(struct file *file, u64 *subbuf, u64 *offset);
+
+/* RSRELAY_IOC_READ_POS (rsrelay.h); any other command is not ours. */
+static long rsr_fop_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct rsrelay_read_pos pos;
+
+	if (cmd != RSRELAY_IOC_READ_POS)
+		return -ENOTTY;
+	rsr_fop_read_pos(file, &pos.subbuf, &pos.offset);
+	if (copy_to_user((void __user *)arg, &pos, sizeof(pos)))
+		return -EFAULT;
+	return 0;
+}
 
 /*
  * .owner pins rsrelay.ko (the code behind these operations) while a file is open; the client
@@ -48,6 +62,8 @@ const struct file_operations rsrelay_file_operations = {
 	.poll = rsr_fop_poll,
 	.mmap = rsr_fop_mmap,
 	.release = rsr_fop_release,
+	.unlocked_ioctl = rsr_fop_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 	/*
 	 * Not nonseekable_open() as relay.c: sendfile(2) to a regular file needs FMODE_LSEEK on the
 	 * source in 6.12. The position is ignored (reads consume), so seeking is a no-op.

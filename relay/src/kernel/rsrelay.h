@@ -10,6 +10,7 @@
 #ifndef RSRELAY_H
 #define RSRELAY_H
 
+#include <linux/ioctl.h>
 #include <linux/types.h>
 
 struct dentry;
@@ -49,6 +50,19 @@ struct rsrelay_stats {
 };
 
 extern const struct file_operations rsrelay_file_operations;
+
+/*
+ * ioctl(fd, RSRELAY_IOC_READ_POS, &pos) on an rsrelay file: the reader's position, i.e.
+ * sub-buffers consumed so far (an absolute count, as relay's subbufs_consumed) and bytes
+ * consumed in the current one. A reader that starts after another one stopped (a second
+ * `klog-decode record`) learns where in a sub-buffer its stream begins. The C relay's files
+ * have no such ioctl (-ENOTTY).
+ */
+struct rsrelay_read_pos {
+	__u64 subbuf;
+	__u64 offset;
+};
+#define RSRELAY_IOC_READ_POS _IOR(0xb9, 1, struct rsrelay_read_pos)
 
 /* relay_open: returns a channel or an ERR_PTR (-EINVAL bad sizes, -ENOMEM, create errors). */
 struct rsrelay_chan *rsrelay_open(const char *base_filename, struct dentry *parent,

@@ -1008,6 +1008,34 @@ pub unsafe extern "C" fn rsr_fop_release(_inode: *mut inode, file: *mut file) ->
     0
 }
 
+/// `RSRELAY_IOC_READ_POS` (rsrelay.h, glue.c's ioctl): the reader's position, sub-buffers
+/// consumed so far (absolute) and bytes consumed in the current one.
+#[no_mangle]
+/// # Safety
+///
+/// Called by glue.c's ioctl for an open rsrelay file, with two writable outputs.
+pub unsafe extern "C" fn rsr_fop_read_pos(file: *mut file, subbuf: *mut u64, offset: *mut u64) {
+    // SAFETY: open relay file.
+    let b = unsafe { file_buf(file) };
+    let st = b.core.state();
+    // Under the reader mutex: the pair is the one a read would start from, not torn by a
+    // concurrent read of the same buffer.
+    // SAFETY: the kobj lives as long as the buffer; lock and unlock pair up.
+    let (consumed, bytes) = unsafe {
+        sys::rsr_kobj_lock(b.kobj);
+        let consumed = st.r.consumed.load(Ordering::Acquire);
+        let bytes = st.r.bytes_consumed.load(Ordering::Relaxed);
+        sys::rsr_kobj_unlock(b.kobj);
+        (consumed, bytes)
+    };
+    let bytes = bytes.min(b.core.geometry().subbuf_size());
+    // SAFETY: the glue passes two valid outputs.
+    unsafe {
+        *subbuf = consumed as u64;
+        *offset = bytes as u64;
+    }
+}
+
 /// Copies to a user-space buffer.
 struct UserSink {
     dst: *mut u8,

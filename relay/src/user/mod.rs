@@ -8,6 +8,7 @@
 
 mod channel;
 mod file;
+mod kpos;
 mod nested;
 mod recorder;
 mod shm;
