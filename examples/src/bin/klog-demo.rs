@@ -122,7 +122,18 @@ fn main() -> ExitCode {
 }
 
 fn run(a: &Args) -> Result<bool, Box<dyn std::error::Error>> {
-    let _ = std::fs::remove_dir_all(&a.live);
+    // Never overwrite a trace: the recorder and the metadata copy would replace its files.
+    let old = klog::trace_files(&a.out)?;
+    if !old.is_empty() {
+        return Err(format!(
+            "{} already holds a trace ({}); remove it or choose another --out",
+            a.out.display(),
+            old.join(", ")
+        )
+        .into());
+    }
+    // The handler refuses a live directory holding a trace, and removes what it created
+    // (its files, and the directory if it made it) when dropped.
     let cfg = RelayConfig {
         subbuf_size: a.subbuf_size,
         n_subbufs: a.n_subbufs,
@@ -151,7 +162,6 @@ fn run(a: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     std::fs::copy(a.live.join("metadata"), a.out.join("metadata"))?;
     let stats = handler.stats();
     drop(handler);
-    let _ = std::fs::remove_dir_all(&a.live);
 
     let frames: u64 = stats.frames.iter().sum();
     let lost: u64 = stats.lost.iter().sum();
