@@ -471,6 +471,8 @@ impl Metadata {
     /// the write failed.
     fn append(&self, build: impl FnOnce(&mut Vec<u8>)) -> bool {
         let me = token();
+        // Sleeps rather than spins while a descheduled or stopped thread holds it.
+        let mut backoff = relay::user::wlock::Backoff::new();
         loop {
             match self
                 .owner
@@ -478,7 +480,7 @@ impl Metadata {
             {
                 Ok(_) => break,
                 Err(o) if o == me => return false,
-                Err(_) => std::hint::spin_loop(),
+                Err(_) => backoff.wait(),
             }
         }
         let mut rec = Vec::with_capacity(128);

@@ -6,7 +6,7 @@
 //! its CPU (`sched_getcpu`, served from rseq by glibc) and takes that buffer's lock with one
 //! compare-and-swap, so a thread that is preempted or migrated mid-write still owns the buffer it
 //! started on: messages are never torn or interleaved. Contention (a migrated thread meeting the
-//! buffer's usual owner) spins briefly, then yields.
+//! buffer's usual owner) spins briefly, then yields, then sleeps (`wlock::Backoff`).
 //!
 //! A context nested inside a write of its own thread (a signal handler) never waits for a lock:
 //! it appends its message to the nested queue of the buffer its thread holds (`nested.rs`),
@@ -42,7 +42,7 @@ use super::file::{MapHooks, RelayFile};
 use super::nested::NestedQueue;
 use super::shm::BufMem;
 use super::sys::{current_cpu, possible_cpus, SharedFutex};
-use super::wlock::{acquire, acquire_anon, try_acquire, Acquired, WriterGuard};
+use super::wlock::{acquire, acquire_anon, try_acquire, Acquired, Backoff, WriterGuard};
 use crate::core::{wait, Buf, BufStats, Callbacks, Env, Geometry, NoOverwrite, NoWake, OpenError};
 use crate::core::{Overwrite, Slot, SubbufStart};
 
@@ -291,10 +291,11 @@ pub struct Channel<C: ChannelCallbacks = NoOverwrite> {
 pub(crate) fn lock_reader(buf: &Buf) -> ReaderGuard<'_> {
     let word = buf.state().reader_lock();
     let me = std::process::id() as usize;
-    let mut spins = 0u32;
+    let mut backoff = Backoff::new();
     loop {
         let owner = word.load(Ordering::Relaxed);
-        let free = owner == 0 || (spins % 1024 == 1023 && owner != me && !process_alive(owner));
+        let free = owner == 0
+            || (backoff.rounds() % 128 == 127 && owner != me && !process_alive(owner));
         if free
             && word
                 .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
@@ -302,12 +303,7 @@ pub(crate) fn lock_reader(buf: &Buf) -> ReaderGuard<'_> {
         {
             return ReaderGuard(word);
         }
-        spins = spins.wrapping_add(1);
-        if spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
+        backoff.wait();
     }
 }
 
