@@ -115,7 +115,11 @@ fn a_channel_larger_than_its_tmpfs_fails_at_open_not_with_sigbus() {
     assert!(err.contains("cannot reserve 16"), "the size needed: {err}");
     assert!(err.contains("bytes free"), "the space free: {err}");
     // The failed open removed what it created (the live directory and its files), nothing else.
-    assert!(!live.exists(), "left behind: {:?}", contents(&fs.0 .0).keys());
+    assert!(
+        !live.exists(),
+        "left behind: {:?}",
+        contents(&fs.0 .0).keys()
+    );
     assert!(!out.0.join("trace").exists());
 }
 
@@ -124,7 +128,11 @@ fn the_live_directory_of_the_user_is_kept() {
     let live = Dir::new("live-kept");
     let out = Dir::new("live-kept-out");
     std::fs::write(live.0.join("notes.txt"), b"mine").unwrap();
-    let o = demo(&["--threads", "1", "--events", "1000"], &live.0, &out.0.join("t"));
+    let o = demo(
+        &["--threads", "1", "--events", "1000"],
+        &live.0,
+        &out.0.join("t"),
+    );
     assert!(o.status.success());
     // The handler's files are gone, the user's directory and file are not.
     let left: Vec<_> = contents(&live.0).into_iter().collect();

@@ -505,7 +505,7 @@ pub struct RelayHandler {
     dir: PathBuf,
     finished: AtomicBool,
     /// After `chan` (fields drop in order): removes the metadata and the directory.
-    _cleanup: Cleanup,
+    cleanup: Cleanup,
 }
 
 impl RelayHandler {
@@ -599,7 +599,7 @@ impl RelayHandler {
             },
             dir: cfg.dir.clone(),
             finished: AtomicBool::new(false),
-            _cleanup: cleanup,
+            cleanup,
         })
     }
 
@@ -795,8 +795,17 @@ impl RelayHandler {
         lane.count(ok && !cut);
     }
 
+    /// Whether this is a forked child's copy of the handler: its buffers and metadata are the
+    /// parent's, which the child leaves alone (`flush` and `finish` do nothing there).
+    fn forked(&self) -> bool {
+        std::process::id() != self.cleanup.pid
+    }
+
     /// Flushes every buffer (under the emit slots, so it is safe while registered).
     pub fn flush(&self) {
+        if self.forked() {
+            return;
+        }
         for slot in 0..self.chan.n_bufs() {
             // SAFETY: `with_slot_held` holds emit slot `slot`, which serialises every writer of
             // buffer `slot`.
@@ -810,6 +819,9 @@ impl RelayHandler {
     /// events still work (a later `finish` writes newer totals, the last ones win); call it
     /// once at the end of a trace, after the threads that log have stopped.
     pub fn finish(&self) -> HandlerStats {
+        if self.forked() {
+            return self.stats();
+        }
         let cb = self.cb();
         let mut totals = Vec::with_capacity(self.chan.n_bufs());
         for (slot, lane) in cb.lanes.iter().enumerate().take(self.chan.n_bufs()) {

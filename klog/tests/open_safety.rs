@@ -50,7 +50,10 @@ fn a_live_trace_is_refused_and_left_untouched() {
     let first = RelayHandler::open(&small(&d.0)).unwrap();
     first.flush();
     let before = contents(&d.0);
-    assert!(before["metadata"].len() > 8, "the first handler wrote its header");
+    assert!(
+        before["metadata"].len() > 8,
+        "the first handler wrote its header"
+    );
 
     let err = match RelayHandler::open(&small(&d.0)) {
         Ok(_) => panic!("a second handler opened on a live trace"),
@@ -58,7 +61,10 @@ fn a_live_trace_is_refused_and_left_untouched() {
     };
     assert!(matches!(err, OpenError::TraceExists { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&d.0.display().to_string()), "names the directory: {msg}");
+    assert!(
+        msg.contains(&d.0.display().to_string()),
+        "names the directory: {msg}"
+    );
     assert!(msg.contains("replace"), "says how to replace it: {msg}");
     assert_eq!(contents(&d.0), before, "the live trace is byte-identical");
     drop(first);
@@ -110,7 +116,10 @@ fn dropping_a_handler_removes_what_it_created_and_only_that() {
     let h = RelayHandler::open(&small(&made)).unwrap();
     assert!(made.join("metadata").is_file() && made.join("cpu0").is_file());
     drop(h);
-    assert!(!made.exists(), "the directory the handler created is removed");
+    assert!(
+        !made.exists(),
+        "the directory the handler created is removed"
+    );
     // ... one that existed stays, empty.
     let e = Dir::new("drop-existing");
     let h = RelayHandler::open(&small(&e.0)).unwrap();

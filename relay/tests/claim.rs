@@ -48,7 +48,10 @@ fn a_second_reader_in_this_process_is_refused_until_the_first_goes() {
         assert!(msg.contains(&me), "names the holder: {msg}");
         assert!(msg.contains("/c0"), "names the file: {msg}");
         assert!(msg.contains("--snapshot"), "suggests a snapshot: {msg}");
-        assert_eq!(other.subbufs_consumed(1).unwrap_err().kind(), ErrorKind::ResourceBusy);
+        assert_eq!(
+            other.subbufs_consumed(1).unwrap_err().kind(),
+            ErrorKind::ResourceBusy
+        );
         assert_eq!(other.claim().unwrap_err().kind(), ErrorKind::ResourceBusy);
         // Non-consuming access stays allowed.
         assert_eq!(other.poll_now().unwrap(), Poll::Readable);

@@ -382,7 +382,6 @@ fn buffer_outlives_closed_channel() {
     assert!(st.finalized);
     assert_eq!(st.mapped, 1);
     drop(map);
-    drop(f1);
     assert_eq!(f2.stats().unwrap().readers, 1);
 }
 

@@ -52,11 +52,20 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
     drop(wr);
     let mut b = [0u8; 1];
     // SAFETY: reads one byte into `b`.
-    assert_eq!(unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) }, 1);
+    assert_eq!(
+        unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) },
+        1
+    );
     let mut status = 0;
     // SAFETY: waits for our own child to stop.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) }, pid);
-    assert!(libc::WIFSTOPPED(status), "the child stopped holding the lock");
+    assert_eq!(
+        unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) },
+        pid
+    );
+    assert!(
+        libc::WIFSTOPPED(status),
+        "the child stopped holding the lock"
+    );
 
     let (cpu, waited) = std::thread::scope(|s| {
         let waiter = s.spawn(|| {
@@ -65,7 +74,10 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
             (thread_cpu() - c0, t0.elapsed())
         });
         std::thread::sleep(Duration::from_secs(1));
-        assert!(!waiter.is_finished(), "the holder is stopped: the writer must wait");
+        assert!(
+            !waiter.is_finished(),
+            "the holder is stopped: the writer must wait"
+        );
         // SAFETY: resumes our own child.
         unsafe { libc::kill(pid, libc::SIGCONT) };
         waiter.join().unwrap()

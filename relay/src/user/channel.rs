@@ -294,8 +294,8 @@ pub(crate) fn lock_reader(buf: &Buf) -> ReaderGuard<'_> {
     let mut backoff = Backoff::new();
     loop {
         let owner = word.load(Ordering::Relaxed);
-        let free = owner == 0
-            || (backoff.rounds() % 128 == 127 && owner != me && !process_alive(owner));
+        let free =
+            owner == 0 || (backoff.rounds() % 128 == 127 && owner != me && !process_alive(owner));
         if free
             && word
                 .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
