@@ -165,7 +165,8 @@ impl RelayFile {
         let own = self.as_fd();
         // `flock` belongs to a file description: one shared with other readers (in-process
         // readers of a channel share the buffer's descriptor) could not tell them apart, so a
-        // user-space file locks a description of its own. A kernel file's is its own already.
+        // user-space file locks a description of its own (without /proc, the shared one: it
+        // still excludes other processes). A kernel file's is its own already.
         let private = match &self.kind {
             Kind::User { .. } => reopen(own).ok(),
             Kind::Kernel { .. } => None,
