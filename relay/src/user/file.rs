@@ -489,9 +489,9 @@ fn flock_holder(fd: BorrowedFd<'_>) -> Option<u32> {
         let ma = u32::from_str_radix(id.next()?, 16).ok()?;
         let mi = u32::from_str_radix(id.next()?, 16).ok()?;
         let ino: u64 = id.next()?.parse().ok()?;
-        (ma == major as u32 && mi == minor as u32 && ino == st.st_ino as u64)
-            .then(|| f.get(4)?.parse().ok())
-            .flatten()
+        #[allow(clippy::unnecessary_cast)]
+        let same = ma == major as u32 && mi == minor as u32 && ino == st.st_ino as u64;
+        same.then(|| f.get(4)?.parse().ok()).flatten()
     })
 }
 
