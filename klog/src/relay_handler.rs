@@ -130,6 +130,23 @@ pub fn trace_files(dir: &Path) -> io::Result<Vec<String>> {
     Ok(found)
 }
 
+/// Fails (with [`io::ErrorKind::AlreadyExists`], naming `dir` and the files) if `dir` holds a
+/// klog trace: for programs about to write one there, which must not overwrite another.
+pub fn ensure_no_trace(dir: &Path) -> io::Result<()> {
+    let files = trace_files(dir)?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{} already holds a trace ({}); remove it or choose another directory",
+            dir.display(),
+            files.join(", ")
+        ),
+    ))
+}
+
 /// What a handler created in its directory, removed when the handler goes (or when its open
 /// fails): the metadata file, if it is still the one this handler created, and the directory,
 /// if this handler created it and it is empty by then. Declared after the channel in

@@ -144,15 +144,7 @@ fn run(a: &Args, cpus: &[usize]) -> Result<bool, Box<dyn std::error::Error>> {
         .into());
     }
     // Never overwrite a trace (the snapshot writes `cpuN` and `metadata` there).
-    let old = klog::trace_files(&a.out)?;
-    if !old.is_empty() {
-        return Err(format!(
-            "{} already holds a trace ({}); remove it or choose another --out",
-            a.out.display(),
-            old.join(", ")
-        )
-        .into());
-    }
+    klog::ensure_no_trace(&a.out)?;
     // The handler refuses a live directory that holds a trace and removes what it created
     // when dropped.
     let cfg = RelayConfig {

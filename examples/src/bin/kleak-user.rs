@@ -246,15 +246,7 @@ fn parse_args() -> Option<Args> {
 fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // Never overwrite a trace (the recorder writes `cpuN` and `metadata` there). The handler
     // refuses a live directory holding one and removes what it created when dropped.
-    let old = klog::trace_files(&a.out)?;
-    if !old.is_empty() {
-        return Err(format!(
-            "{} already holds a trace ({}); remove it or choose another OUT_DIR",
-            a.out.display(),
-            old.join(", ")
-        )
-        .into());
-    }
+    klog::ensure_no_trace(&a.out)?;
     // Large enough to hold the whole trace without a reader (the pages are touched only as
     // they are written).
     let cfg = RelayConfig {

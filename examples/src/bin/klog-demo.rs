@@ -123,15 +123,7 @@ fn main() -> ExitCode {
 
 fn run(a: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     // Never overwrite a trace: the recorder and the metadata copy would replace its files.
-    let old = klog::trace_files(&a.out)?;
-    if !old.is_empty() {
-        return Err(format!(
-            "{} already holds a trace ({}); remove it or choose another --out",
-            a.out.display(),
-            old.join(", ")
-        )
-        .into());
-    }
+    klog::ensure_no_trace(&a.out)?;
     // The handler refuses a live directory holding a trace, and removes what it created
     // (its files, and the directory if it made it) when dropped.
     let cfg = RelayConfig {

@@ -102,15 +102,7 @@ fn main() -> ExitCode {
 
 fn run<C: ChannelCallbacks>(args: &Args, cb: C) -> Result<bool, Box<dyn std::error::Error>> {
     // Never overwrite another run's output (the recorder writes `cpuN` there).
-    let old = klog::trace_files(&args.out)?;
-    if !old.is_empty() {
-        return Err(format!(
-            "{} already holds a trace ({}); remove it or choose another --out",
-            args.out.display(),
-            old.join(", ")
-        )
-        .into());
-    }
+    klog::ensure_no_trace(&args.out)?;
     // Only a directory made here is removed at the end (the channel removes its files).
     let made_shm = !args.shm.exists();
     std::fs::create_dir_all(&args.shm)?;
