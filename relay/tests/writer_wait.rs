@@ -5,13 +5,23 @@
 //! The holder is a forked child writing into the inherited channel (writes from a child are
 //! serialised with the parent's by the lock words in shared memory): it stops itself while it
 //! holds the global buffer's writer lock. A parent thread then writes to the same buffer and
-//! measures its own CPU time (`getrusage(RUSAGE_THREAD)`) over the ~1 s it waits.
+//! measures its own CPU time (`getrusage(RUSAGE_THREAD)`) over the ~1 s it waits. On a busy
+//! machine a thread that only spins and yields gets little CPU too, but it is runnable all the
+//! time, competing for a CPU: so the test also measures how long the waiter was runnable (on a
+//! CPU or queued for one, from `/proc/thread-self/schedstat`), which does not depend on load.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use relay::user::{Channel, Global};
 use relay::NoOverwrite;
+
+/// Time the calling thread spent on a CPU and waiting on a run queue (schedstat), if known.
+fn thread_runnable() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some(Duration::from_nanos(f.next()??.checked_add(f.next()??)?))
+}
 
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
@@ -28,10 +38,10 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
     let chan = Channel::open(None, None, 4096, 4, Global(NoOverwrite)).unwrap();
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid out-array of two descriptors.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    assert_eq!(r, 0);
     // SAFETY: both descriptors were just created and are owned here.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    use std::os::fd::AsRawFd;
 
     // SAFETY: the child only writes into shared memory, uses async-signal-safe calls (write,
     // raise, _exit) and never returns into the test harness.
@@ -52,42 +62,34 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
     drop(wr);
     let mut b = [0u8; 1];
     // SAFETY: reads one byte into `b`.
-    assert_eq!(
-        unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) },
-        1
-    );
+    let r = unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+    assert_eq!(r, 1, "the child holds the lock");
     let mut status = 0;
     // SAFETY: waits for our own child to stop.
-    assert_eq!(
-        unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) },
-        pid
-    );
-    assert!(
-        libc::WIFSTOPPED(status),
-        "the child stopped holding the lock"
-    );
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
+    assert!(r == pid && libc::WIFSTOPPED(status), "the child stopped");
 
-    let (cpu, waited) = std::thread::scope(|s| {
+    let (cpu, runnable, waited) = std::thread::scope(|s| {
         let waiter = s.spawn(|| {
-            let (c0, t0) = (thread_cpu(), Instant::now());
+            let (c0, r0, t0) = (thread_cpu(), thread_runnable(), Instant::now());
             assert!(chan.write(b"parent"));
-            (thread_cpu() - c0, t0.elapsed())
+            let runnable = thread_runnable().zip(r0).map(|(r, r0)| r - r0);
+            (thread_cpu() - c0, runnable, t0.elapsed())
         });
         std::thread::sleep(Duration::from_secs(1));
-        assert!(
-            !waiter.is_finished(),
-            "the holder is stopped: the writer must wait"
-        );
+        let still_waiting = !waiter.is_finished();
         // SAFETY: resumes our own child.
         unsafe { libc::kill(pid, libc::SIGCONT) };
+        assert!(still_waiting, "the holder is stopped: the writer must wait");
         waiter.join().unwrap()
     });
     // SAFETY: reaps our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     eprintln!(
-        "waiting writer: {:.1} ms of CPU over {:.3} s of waiting",
+        "waiting writer: {:.1} ms of CPU, runnable {:.1?} ms, over {:.3} s of waiting",
         cpu.as_secs_f64() * 1e3,
+        runnable.map(|r| r.as_secs_f64() * 1e3),
         waited.as_secs_f64()
     );
     assert!(waited >= Duration::from_millis(900));
@@ -95,6 +97,12 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
         cpu < Duration::from_millis(100),
         "the waiting writer burned {cpu:?} of CPU in {waited:?}"
     );
+    if let Some(r) = runnable {
+        assert!(
+            r < waited / 2,
+            "the waiting writer was runnable for {r:?} of {waited:?}"
+        );
+    }
     // Both messages made it, the child's first.
     chan.flush();
     let mut f = chan.open_file(0).unwrap();

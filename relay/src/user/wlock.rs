@@ -261,7 +261,7 @@ fn wait_for(word: &AtomicUsize, token: usize) {
 /// holder is running: a write takes nanoseconds), yield a few times (it was preempted), then
 /// sleep with pauses doubling from 1 µs to [`Backoff::MAX_SLEEP`] (it is descheduled for
 /// long, stopped by a signal or a debugger, or its process is frozen). A waiter thus burns no
-/// CPU while the holder cannot run — at most one short wakeup per millisecond — and the
+/// CPU while the holder cannot run — one short wakeup per 4 ms — and the
 /// release stays a plain store: nobody has to be woken, so the uncontended path costs nothing.
 /// A holder that resumes is noticed within one pause.
 #[derive(Debug, Default)]
@@ -273,7 +273,7 @@ impl Backoff {
     const SPINS: u32 = 64;
     const YIELDS: u32 = 16;
     /// The longest pause.
-    pub const MAX_SLEEP: std::time::Duration = std::time::Duration::from_millis(1);
+    pub const MAX_SLEEP: std::time::Duration = std::time::Duration::from_millis(4);
 
     /// A fresh wait.
     pub const fn new() -> Self {
@@ -290,7 +290,7 @@ impl Backoff {
         } else if r <= Self::SPINS + Self::YIELDS {
             std::thread::yield_now();
         } else {
-            let exp = (r - Self::SPINS - Self::YIELDS).min(10);
+            let exp = (r - Self::SPINS - Self::YIELDS).min(12);
             let pause = std::time::Duration::from_micros(1 << exp).min(Self::MAX_SLEEP);
             std::thread::sleep(pause);
         }
