@@ -10,6 +10,10 @@
 //! event of every other level and argument type every 1000 events. At the end it prints how
 //! many events were written, recorded (frames in the trace files) and lost. Decode the trace
 //! with `klog-decode DIR`.
+//!
+//! Nothing is overwritten or deleted that this run did not create: `--out` must not hold a
+//! trace already, nor `--live` (default: a directory of its own in `/dev/shm`); the live
+//! directory is removed at the end only if this run created it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
