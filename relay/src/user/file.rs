@@ -479,7 +479,18 @@ fn flock_holder(fd: BorrowedFd<'_>) -> Option<u32> {
         return None;
     }
     let (major, minor) = (libc::major(st.st_dev), libc::minor(st.st_dev));
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    #[allow(clippy::unnecessary_cast)]
+    let (major, minor, ino) = (major as u32, minor as u32, st.st_ino as u64);
+    // The file is generated a page at a time while other processes take and drop locks, so
+    // one read can miss a line: look again a few times.
+    (0..4).find_map(|_| {
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        find_flock(&locks, major, minor, ino)
+    })
+}
+
+/// In `/proc/locks` text, the pid holding a `FLOCK` on device `major:minor`, inode `ino`.
+fn find_flock(locks: &str, major: u32, minor: u32, ino: u64) -> Option<u32> {
     locks.lines().find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
         if f.get(1) != Some(&"FLOCK") {
@@ -488,10 +499,10 @@ fn flock_holder(fd: BorrowedFd<'_>) -> Option<u32> {
         let mut id = f.get(5)?.split(':');
         let ma = u32::from_str_radix(id.next()?, 16).ok()?;
         let mi = u32::from_str_radix(id.next()?, 16).ok()?;
-        let ino: u64 = id.next()?.parse().ok()?;
-        #[allow(clippy::unnecessary_cast)]
-        let same = ma == major as u32 && mi == minor as u32 && ino == st.st_ino as u64;
-        same.then(|| f.get(4)?.parse().ok()).flatten()
+        let i: u64 = id.next()?.parse().ok()?;
+        (ma == major && mi == minor && i == ino)
+            .then(|| f.get(4)?.parse().ok())
+            .flatten()
     })
 }
 
