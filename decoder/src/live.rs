@@ -60,9 +60,40 @@ impl fmt::Display for RecordReport {
     }
 }
 
+/// A live directory's `metadata`, read whole each time. A user-space handler unlinks it when it
+/// goes (like its `cpuN` files), so it is read through a descriptor opened at the start, which
+/// outlives the unlink. A kernel handler's debugfs file is re-opened by path on every read: an
+/// open descriptor would keep its module from unloading.
+struct MetaSource {
+    path: std::path::PathBuf,
+    file: Option<fs::File>,
+}
+
+impl MetaSource {
+    fn open(path: &Path) -> io::Result<MetaSource> {
+        let f = fs::File::open(path)?;
+        let kernel = relay::user::sys::is_kernel_fs(std::os::fd::AsFd::as_fd(&f))?;
+        Ok(MetaSource {
+            path: path.to_path_buf(),
+            file: (!kernel).then_some(f),
+        })
+    }
+
+    fn read(&self) -> io::Result<Vec<u8>> {
+        let Some(mut f) = self.file.as_ref() else {
+            return fs::read(&self.path);
+        };
+        use std::io::{Read, Seek};
+        f.seek(io::SeekFrom::Start(0))?;
+        let mut b = Vec::new();
+        f.read_to_end(&mut b)?;
+        Ok(b)
+    }
+}
+
 /// Appends what `src` has beyond `copied` bytes to `dst` (metadata is append-only).
-fn sync_metadata(src: &Path, dst: &Path, copied: &mut u64) -> io::Result<()> {
-    let b = match fs::read(src) {
+fn sync_metadata(src: &MetaSource, dst: &Path, copied: &mut u64) -> io::Result<()> {
+    let b = match src.read() {
         Ok(b) => b,
         // The handler went away with its directory (a kernel handler module unloaded): keep
         // the copy made so far; the channel's buffers report finalized and drain.
@@ -104,6 +135,7 @@ pub fn record(
     let meta_dst = out.join("metadata");
     let _ = fs::remove_file(&meta_dst);
     let mut copied = 0u64;
+    let meta_src = MetaSource::open(&meta_src)?;
     sync_metadata(&meta_src, &meta_dst, &mut copied)?;
     let rec = Recorder::for_dir(live, "cpu", out)?;
     let inner = AtomicBool::new(false);
@@ -178,9 +210,9 @@ fn read_buffer(
     let _ = tx.send(Msg::Done(i, res.err()));
 }
 
-fn load_metadata(path: &Path, stats: &mut Stats) -> Result<Metadata, Error> {
-    let b = fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
+fn load_metadata(src: &MetaSource, stats: &mut Stats) -> Result<Metadata, Error> {
+    let b = src.read().map_err(|source| Error::Io {
+        path: src.path.clone(),
         source,
     })?;
     parse_metadata(&b, stats)
@@ -222,6 +254,10 @@ pub fn follow<W: Write>(
     mut w: W,
 ) -> Result<Stats, Error> {
     let mpath = dir.join("metadata");
+    let mpath = MetaSource::open(&mpath).map_err(|source| Error::Io {
+        path: mpath,
+        source,
+    })?;
     let mut meta_stats = Stats::default();
     let mut meta = load_metadata(&mpath, &mut meta_stats)?;
     let mut clock = ClockConv::new(&meta.clocks, &mut Stats::default());

@@ -404,6 +404,15 @@ pub(crate) fn set_handler_present(present: bool) {
     });
 }
 
+/// In a forked child (from `dispatch`'s `pthread_atfork` handler, on the child's only thread):
+/// frees the registry lock, which a parent thread may have held at the fork, and disables
+/// every callsite (no handler).
+#[cfg(feature = "std")]
+pub(crate) fn after_fork_in_child() {
+    LOCK.store(0, Ordering::Relaxed);
+    set_handler_present(false);
+}
+
 /// Sets the runtime maximum level (like `RUST_LOG=level`); more verbose callsites are disabled.
 /// Ignored when called from a context that interrupted a configuration change on its thread.
 pub fn set_max_level(level: Level) {

@@ -18,10 +18,17 @@
 //! compare-and-swap, no thread-local record — so a context finds out whether it interrupted its
 //! own thread's emit only when its compare-and-swap failed, by scanning the slots for its thread's
 //! token ([`held_by_thread`], registered with `wlock::set_unrecorded_holds`).
+//!
+//! # fork()
+//!
+//! A forked child starts with klog disabled ([`after_fork_in_child`]): it never waits for an
+//! emit slot a parent thread held at the fork, and never writes into the parent's buffers.
+//! `klog!` costs one load there, as with no handler; registering a new handler (on buffers of
+//! its own, e.g. a `RelayHandler` in another directory) enables it again.
 
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use relay::user::sys::current_cpu;
 use relay::user::wlock::{self, Acquired};
@@ -122,13 +129,69 @@ struct Current {
 }
 
 static HANDLER: AtomicPtr<Current> = AtomicPtr::new(std::ptr::null_mut());
-/// Serialises register/unregister.
-static REGISTRATION: Mutex<()> = Mutex::new(());
+/// Serialises register/unregister: a lock word rather than a `Mutex`, so that a forked child
+/// can reset it (a thread of the parent may have held it at the fork; it does not exist in the
+/// child).
+static REGISTRATION: AtomicBool = AtomicBool::new(false);
+
+/// Holds [`REGISTRATION`].
+struct Registration;
+
+impl Registration {
+    fn lock() -> Registration {
+        let mut backoff = wlock::Backoff::new();
+        while REGISTRATION
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff.wait();
+        }
+        Registration
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        REGISTRATION.store(false, Ordering::Release);
+    }
+}
+
+/// Installs [`after_fork_in_child`] once.
+fn watch_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler with the C runtime; `after_fork_in_child` is an
+        // `extern "C" fn()` valid for the life of the process.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+/// Runs in a forked child, on its only thread, before `fork` returns (`pthread_atfork`):
+/// disables klog there. The registered handler writes into buffers that belong to the parent,
+/// its emit slots may be held by parent threads that do not exist here (waiting for them would
+/// hang forever), and its state is a copy: so the child forgets it — slots freed, pointers
+/// cleared, the handler leaked rather than dropped (its destructor would finalize the parent's
+/// buffers) — and every callsite goes back to one load and a branch. A new [`register`] (of a
+/// handler on fresh buffers) enables klog in the child again.
+extern "C" fn after_fork_in_child() {
+    // Parent threads holding these locks are gone; nothing else runs in the child yet.
+    REGISTRATION.store(false, Ordering::Relaxed);
+    NSLOTS.store(0, Ordering::Relaxed);
+    // Leaked: the `Arc` of the parent's handler is not the child's to drop.
+    HANDLER.store(ptr::null_mut(), Ordering::Relaxed);
+    for s in &SLOTS {
+        s.relay.store(ptr::null_mut(), Ordering::Relaxed);
+        s.fast.store(ptr::null_mut(), Ordering::Relaxed);
+        s.lock.store(0, Ordering::Release);
+    }
+    callsite::after_fork_in_child();
+}
 
 /// Installs `handler`: from now on enabled callsites record into it. A [`RelayHandler`] is
 /// recognised and dispatched statically.
 pub fn register<H: Handler + 'static>(handler: Arc<H>) -> Result<(), RegisterError> {
-    let _g = REGISTRATION.lock().unwrap_or_else(|e| e.into_inner());
+    watch_forks();
+    let _g = Registration::lock();
     if !HANDLER.load(Ordering::Acquire).is_null() {
         return Err(RegisterError::AlreadyRegistered);
     }
@@ -161,7 +224,7 @@ pub fn register<H: Handler + 'static>(handler: Arc<H>) -> Result<(), RegisterErr
 /// Removes the handler and waits until no thread is inside it any more; returns it. `None` if
 /// none was registered. Must not be called from inside a handler or a `klog!` argument.
 pub fn unregister() -> Option<Arc<dyn Handler>> {
-    let _g = REGISTRATION.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = Registration::lock();
     // New events stop at the callsite check; events already past it find no handler.
     callsite::set_handler_present(false);
     let p = HANDLER.swap(std::ptr::null_mut(), Ordering::AcqRel);

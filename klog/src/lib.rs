@@ -46,7 +46,9 @@ pub use dispatch::{flush, is_registered, register, unregister, Handler, Register
 pub use filter::{control, set_filter};
 pub use level::Level;
 #[cfg(feature = "std")]
-pub use relay_handler::{HandlerStats, OpenError, RelayConfig, RelayHandler};
+pub use relay_handler::{
+    ensure_no_trace, trace_files, HandlerStats, OpenError, RelayConfig, RelayHandler,
+};
 
 /// The most verbose level compiled in (`max_level_*` features; the most restrictive wins).
 /// `None`: everything is compiled out.

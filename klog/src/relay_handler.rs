@@ -32,6 +32,9 @@ pub struct RelayConfig {
     pub overwrite: bool,
     /// One global buffer instead of one per CPU.
     pub global: bool,
+    /// Replace a trace already in `dir` (its `metadata` and `cpuN` files, nothing else) instead
+    /// of refusing to open. Its writer, if still running, keeps writing into the removed files.
+    pub replace: bool,
 }
 
 impl RelayConfig {
@@ -43,6 +46,7 @@ impl RelayConfig {
             n_subbufs: 8,
             overwrite: false,
             global: false,
+            replace: false,
         }
     }
 }
@@ -54,8 +58,17 @@ pub enum OpenError {
     Relay(relay::user::Error),
     /// The sub-buffer cannot hold a header and a frame.
     SubbufTooSmall(usize),
-    /// File-system error (directory, metadata file).
+    /// File-system error (directory, metadata file); the message names the path.
     Io(io::Error),
+    /// `dir` is empty.
+    NoDir,
+    /// `dir` already holds a trace (these klog files); nothing was changed.
+    TraceExists {
+        /// The directory.
+        dir: PathBuf,
+        /// The klog files found in it.
+        files: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for OpenError {
@@ -69,11 +82,141 @@ impl std::fmt::Display for OpenError {
                 )
             }
             OpenError::Io(e) => write!(f, "klog trace directory: {e}"),
+            OpenError::NoDir => f.write_str("klog trace directory: the path is empty"),
+            OpenError::TraceExists { dir, files } => write!(
+                f,
+                "{} already holds a klog trace ({}); nothing was changed. Decode it with \
+                 `klog-decode {0}` (`--snapshot` if its writer still runs), remove it, or \
+                 choose another directory; RelayConfig {{ replace: true, .. }} replaces it",
+                dir.display(),
+                files.join(", ")
+            ),
         }
     }
 }
 
 impl std::error::Error for OpenError {}
+
+/// `e` with `path` in its message (std's I/O errors do not name their path).
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Whether `name` is a file a klog trace directory holds (`metadata`, `cpuN`).
+fn is_trace_file(name: &str) -> bool {
+    name == "metadata"
+        || name
+            .strip_prefix("cpu")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The klog trace files (`metadata`, `cpuN`) in `dir`, sorted; empty if `dir` does not exist.
+/// A program about to write a trace into `dir` checks this first, so that it never overwrites
+/// another one.
+pub fn trace_files(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(at(dir, e)),
+    };
+    let mut found = Vec::new();
+    for e in entries {
+        let name = e.map_err(|e| at(dir, e))?.file_name();
+        if let Some(n) = name.to_str().filter(|n| is_trace_file(n)) {
+            found.push(n.to_string());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Fails (with [`io::ErrorKind::AlreadyExists`], naming `dir` and the files) if `dir` holds a
+/// klog trace: for programs about to write one there, which must not overwrite another.
+pub fn ensure_no_trace(dir: &Path) -> io::Result<()> {
+    let files = trace_files(dir)?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{} already holds a trace ({}); remove it or choose another directory",
+            dir.display(),
+            files.join(", ")
+        ),
+    ))
+}
+
+/// What a handler created in its directory, removed when the handler goes (or when its open
+/// fails): the metadata file, if it is still the one this handler created, and the directory,
+/// if this handler created it and it is empty by then. Declared after the channel in
+/// [`RelayHandler`], so the channel has removed its buffer files when this runs. Nothing is
+/// removed in a forked child (the files are the parent's).
+struct Cleanup {
+    pid: u32,
+    /// The directory, if this handler created it.
+    dir: Option<PathBuf>,
+    /// The metadata file and its identity (device, inode).
+    metadata: Option<(PathBuf, u64, u64)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if std::process::id() != self.pid {
+            return;
+        }
+        if let Some((path, dev, ino)) = &self.metadata {
+            // Another program may have replaced the trace meanwhile: its file stays.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        if let Some(dir) = &self.dir {
+            // Fails (and keeps it) if anything else was put there.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Makes `dir` ready for a new trace: creates it (noting that in `cleanup`) or checks that it
+/// holds no trace, removing one only if `replace`.
+fn prepare_dir(dir: &Path, replace: bool, cleanup: &mut Cleanup) -> Result<(), OpenError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            cleanup.dir = Some(dir.to_path_buf());
+            return Ok(());
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| OpenError::Io(at(parent, e)))?;
+            }
+            std::fs::create_dir(dir).map_err(|e| OpenError::Io(at(dir, e)))?;
+            cleanup.dir = Some(dir.to_path_buf());
+            return Ok(());
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(OpenError::Io(at(dir, e))),
+    }
+    let files = trace_files(dir).map_err(OpenError::Io)?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    if !replace {
+        return Err(OpenError::TraceExists {
+            dir: dir.to_path_buf(),
+            files,
+        });
+    }
+    for f in files {
+        let p = dir.join(f);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(OpenError::Io(at(&p, e))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// Per-buffer writer-side state, touched only under the buffer's emit slot (or in
 /// `subbuf_start`, which runs under it too). One cache line each: every event writes its lane,
@@ -345,6 +488,8 @@ impl Metadata {
     /// the write failed.
     fn append(&self, build: impl FnOnce(&mut Vec<u8>)) -> bool {
         let me = token();
+        // Sleeps rather than spins while a descheduled or stopped thread holds it.
+        let mut backoff = relay::user::wlock::Backoff::new();
         loop {
             match self
                 .owner
@@ -352,7 +497,7 @@ impl Metadata {
             {
                 Ok(_) => break,
                 Err(o) if o == me => return false,
-                Err(_) => std::hint::spin_loop(),
+                Err(_) => backoff.wait(),
             }
         }
         let mut rec = Vec::with_capacity(128);
@@ -376,15 +521,32 @@ pub struct RelayHandler {
     meta: Metadata,
     dir: PathBuf,
     finished: AtomicBool,
+    /// After `chan` (fields drop in order): removes the metadata and the directory.
+    cleanup: Cleanup,
 }
 
 impl RelayHandler {
     /// Opens the relay channel (`dir/cpu0..`) and the metadata stream (`dir/metadata`).
+    ///
+    /// `dir` is created if missing. A directory that already holds a trace (`metadata` or
+    /// `cpuN`, e.g. another live handler's or a crashed run's flight recorder) is refused with
+    /// [`OpenError::TraceExists`] and left as it was, unless [`RelayConfig::replace`] is set.
+    /// Every file is created new (never truncated); a failed open removes only what it
+    /// created. Dropping the handler removes its files, and the directory if it created it
+    /// (keep a copy with a recorder, or `klog-decode --snapshot`, before that).
     pub fn open(cfg: &RelayConfig) -> Result<Self, OpenError> {
+        if cfg.dir.as_os_str().is_empty() {
+            return Err(OpenError::NoDir);
+        }
         if cfg.subbuf_size < 256 {
             return Err(OpenError::SubbufTooSmall(cfg.subbuf_size));
         }
-        std::fs::create_dir_all(&cfg.dir).map_err(OpenError::Io)?;
+        let mut cleanup = Cleanup {
+            pid: std::process::id(),
+            dir: None,
+            metadata: None,
+        };
+        prepare_dir(&cfg.dir, cfg.replace, &mut cleanup)?;
         let clock = Clock::choose();
         let n = relay::user::sys::possible_cpus();
         let lanes = (0..n).map(|_| Lane::new(cfg.n_subbufs)).collect();
@@ -396,7 +558,19 @@ impl RelayHandler {
             clock,
             lanes,
         };
-        let mut file = File::create(cfg.dir.join("metadata")).map_err(OpenError::Io)?;
+        let meta_path = cfg.dir.join("metadata");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&meta_path)
+            .map_err(|e| OpenError::Io(at(&meta_path, e)))?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            let m = file
+                .metadata()
+                .map_err(|e| OpenError::Io(at(&meta_path, e)))?;
+            cleanup.metadata = Some((meta_path.clone(), m.dev(), m.ino()));
+        }
         let chan = Channel::open(
             Some("cpu"),
             Some(&cfg.dir),
@@ -417,7 +591,8 @@ impl RelayHandler {
             },
         );
         wire::meta_clock(&mut rec, clock.source() as u8, &clock.reference());
-        file.write_all(&rec).map_err(OpenError::Io)?;
+        file.write_all(&rec)
+            .map_err(|e| OpenError::Io(at(&meta_path, e)))?;
         let gen = GENERATION.fetch_add(1, Ordering::Relaxed);
         let lanes = &chan.private_data().lanes;
         let fast = (0..chan.n_bufs())
@@ -441,6 +616,7 @@ impl RelayHandler {
             },
             dir: cfg.dir.clone(),
             finished: AtomicBool::new(false),
+            cleanup,
         })
     }
 
@@ -636,8 +812,17 @@ impl RelayHandler {
         lane.count(ok && !cut);
     }
 
+    /// Whether this is a forked child's copy of the handler: its buffers and metadata are the
+    /// parent's, which the child leaves alone (`flush` and `finish` do nothing there).
+    fn forked(&self) -> bool {
+        std::process::id() != self.cleanup.pid
+    }
+
     /// Flushes every buffer (under the emit slots, so it is safe while registered).
     pub fn flush(&self) {
+        if self.forked() {
+            return;
+        }
         for slot in 0..self.chan.n_bufs() {
             // SAFETY: `with_slot_held` holds emit slot `slot`, which serialises every writer of
             // buffer `slot`.
@@ -651,6 +836,9 @@ impl RelayHandler {
     /// events still work (a later `finish` writes newer totals, the last ones win); call it
     /// once at the end of a trace, after the threads that log have stopped.
     pub fn finish(&self) -> HandlerStats {
+        if self.forked() {
+            return self.stats();
+        }
         let cb = self.cb();
         let mut totals = Vec::with_capacity(self.chan.n_bufs());
         for (slot, lane) in cb.lanes.iter().enumerate().take(self.chan.n_bufs()) {

@@ -143,7 +143,10 @@ fn run(a: &Args, cpus: &[usize]) -> Result<bool, Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let _ = std::fs::remove_dir_all(&a.live);
+    // Never overwrite a trace (the snapshot writes `cpuN` and `metadata` there).
+    klog::ensure_no_trace(&a.out)?;
+    // The handler refuses a live directory that holds a trace and removes what it created
+    // when dropped.
     let cfg = RelayConfig {
         subbuf_size: a.subbuf_size,
         n_subbufs: a.n_subbufs,
@@ -182,7 +185,6 @@ fn run(a: &Args, cpus: &[usize]) -> Result<bool, Box<dyn std::error::Error>> {
     }
 
     // The snapshot: every buffer mapped whole, saved as a trace directory.
-    let _ = std::fs::remove_dir_all(&a.out);
     std::fs::create_dir_all(&a.out)?;
     let n_bufs = h.channel().n_bufs();
     for cpu in 0..n_bufs {
@@ -193,7 +195,6 @@ fn run(a: &Args, cpus: &[usize]) -> Result<bool, Box<dyn std::error::Error>> {
     }
     std::fs::copy(a.live.join("metadata"), a.out.join("metadata"))?;
     drop(h);
-    let _ = std::fs::remove_dir_all(&a.live);
 
     let report = decode_dir(
         &a.out,
@@ -254,8 +255,6 @@ fn main() -> ExitCode {
         return usage();
     };
     let r = run(&a, &cpus);
-    // Also after an error: the live relay files are of no use to anyone.
-    let _ = std::fs::remove_dir_all(&a.live);
     match r {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

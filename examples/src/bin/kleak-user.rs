@@ -244,7 +244,9 @@ fn parse_args() -> Option<Args> {
 }
 
 fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let _ = std::fs::remove_dir_all(&a.live);
+    // Never overwrite a trace (the recorder writes `cpuN` and `metadata` there). The handler
+    // refuses a live directory holding one and removes what it created when dropped.
+    klog::ensure_no_trace(&a.out)?;
     // Large enough to hold the whole trace without a reader (the pages are touched only as
     // they are written).
     let cfg = RelayConfig {
@@ -285,7 +287,6 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::copy(a.live.join("metadata"), a.out.join("metadata"))?;
     drop(h);
     std::fs::write(a.out.join("expected-leaks"), expected_leaks())?;
-    let _ = std::fs::remove_dir_all(&a.live);
     let lost: u64 = stats.lost.iter().sum();
     let bytes: u64 = records.iter().map(|r| r.bytes).sum();
     println!(
@@ -310,8 +311,6 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let r = run(&a);
-    // Also after an error: the live relay files are of no use to anyone.
-    let _ = std::fs::remove_dir_all(&a.live);
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -10,6 +10,10 @@
 //! event of every other level and argument type every 1000 events. At the end it prints how
 //! many events were written, recorded (frames in the trace files) and lost. Decode the trace
 //! with `klog-decode DIR`.
+//!
+//! Nothing is overwritten or deleted that this run did not create: `--out` must not hold a
+//! trace already, nor `--live` (default: a directory of its own in `/dev/shm`); the live
+//! directory is removed at the end only if this run created it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,7 +126,10 @@ fn main() -> ExitCode {
 }
 
 fn run(a: &Args) -> Result<bool, Box<dyn std::error::Error>> {
-    let _ = std::fs::remove_dir_all(&a.live);
+    // Never overwrite a trace: the recorder and the metadata copy would replace its files.
+    klog::ensure_no_trace(&a.out)?;
+    // The handler refuses a live directory holding a trace, and removes what it created
+    // (its files, and the directory if it made it) when dropped.
     let cfg = RelayConfig {
         subbuf_size: a.subbuf_size,
         n_subbufs: a.n_subbufs,
@@ -151,7 +158,6 @@ fn run(a: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     std::fs::copy(a.live.join("metadata"), a.out.join("metadata"))?;
     let stats = handler.stats();
     drop(handler);
-    let _ = std::fs::remove_dir_all(&a.live);
 
     let frames: u64 = stats.frames.iter().sum();
     let lost: u64 = stats.lost.iter().sum();

@@ -101,6 +101,10 @@ fn main() -> ExitCode {
 }
 
 fn run<C: ChannelCallbacks>(args: &Args, cb: C) -> Result<bool, Box<dyn std::error::Error>> {
+    // Never overwrite another run's output (the recorder writes `cpuN` there).
+    klog::ensure_no_trace(&args.out)?;
+    // Only a directory made here is removed at the end (the channel removes its files).
+    let made_shm = !args.shm.exists();
     std::fs::create_dir_all(&args.shm)?;
     std::fs::create_dir_all(&args.out)?;
     let chan = Channel::open(
@@ -217,6 +221,8 @@ fn run<C: ChannelCallbacks>(args: &Args, cb: C) -> Result<bool, Box<dyn std::err
     } else {
         println!("relay-demo: FAILED accounting");
     }
-    let _ = std::fs::remove_dir_all(&args.shm);
+    if made_shm {
+        let _ = std::fs::remove_dir(&args.shm);
+    }
     Ok(ok)
 }

@@ -332,8 +332,8 @@ impl ChannelCallbacks for Hdr {}
 
 fn selftest(records: u32) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("reserve-check-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // A directory of its own (never someone else's, which the end of the test removes).
+    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let ss = 4096;
     let hdr = Hdr {
         records: AtomicU32::new(0),

@@ -6,7 +6,7 @@
 //! its CPU (`sched_getcpu`, served from rseq by glibc) and takes that buffer's lock with one
 //! compare-and-swap, so a thread that is preempted or migrated mid-write still owns the buffer it
 //! started on: messages are never torn or interleaved. Contention (a migrated thread meeting the
-//! buffer's usual owner) spins briefly, then yields.
+//! buffer's usual owner) spins briefly, then yields, then sleeps (`wlock::Backoff`).
 //!
 //! A context nested inside a write of its own thread (a signal handler) never waits for a lock:
 //! it appends its message to the nested queue of the buffer its thread holds (`nested.rs`),
@@ -17,6 +17,16 @@
 //! such case because `write` runs with interrupts off. `__write` skips all of this: like the
 //! kernel's `__relay_write`, it must not be called from a context that can interrupt another
 //! write on the same thread.
+//!
+//! # fork()
+//!
+//! A forked child inherits the channel handle and the shared mappings. Its writes go into the
+//! same buffers as the parent's and are serialised with them by the lock words, which live in
+//! shared memory, exactly like writes from any other process that maps the buffers; nothing
+//! on the write path checks for a fork (it costs nothing). What the callbacks object keeps in
+//! process memory is a copy in the child (klog therefore disables itself in a forked child).
+//! Only the process that opened the channel finalizes and removes its buffers: the child's
+//! copy of the handle, dropped or closed, leaves them alone.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -32,7 +42,7 @@ use super::file::{MapHooks, RelayFile};
 use super::nested::NestedQueue;
 use super::shm::BufMem;
 use super::sys::{current_cpu, possible_cpus, SharedFutex};
-use super::wlock::{acquire, acquire_anon, try_acquire, Acquired, WriterGuard};
+use super::wlock::{acquire, acquire_anon, try_acquire, Acquired, Backoff, WriterGuard};
 use crate::core::{wait, Buf, BufStats, Callbacks, Env, Geometry, NoOverwrite, NoWake, OpenError};
 use crate::core::{Overwrite, Slot, SubbufStart};
 
@@ -201,6 +211,9 @@ struct Inner<C> {
     paths: Vec<Option<PathBuf>>,
     is_global: bool,
     closed: AtomicBool,
+    /// The process that opened the channel: only it finalizes and removes the buffers (a
+    /// forked child's copy of the handle must leave the parent's files alone).
+    creator: u32,
 }
 
 impl<C: ChannelCallbacks> Env for Inner<C> {
@@ -278,10 +291,11 @@ pub struct Channel<C: ChannelCallbacks = NoOverwrite> {
 pub(crate) fn lock_reader(buf: &Buf) -> ReaderGuard<'_> {
     let word = buf.state().reader_lock();
     let me = std::process::id() as usize;
-    let mut spins = 0u32;
+    let mut backoff = Backoff::new();
     loop {
         let owner = word.load(Ordering::Relaxed);
-        let free = owner == 0 || (spins % 1024 == 1023 && owner != me && !process_alive(owner));
+        let free =
+            owner == 0 || (backoff.rounds() % 128 == 127 && owner != me && !process_alive(owner));
         if free
             && word
                 .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
@@ -289,12 +303,7 @@ pub(crate) fn lock_reader(buf: &Buf) -> ReaderGuard<'_> {
         {
             return ReaderGuard(word);
         }
-        spins = spins.wrapping_add(1);
-        if spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
+        backoff.wait();
     }
 }
 
@@ -392,6 +401,7 @@ impl<C: ChannelCallbacks> Channel<C> {
             paths: Vec::new(),
             is_global: false,
             closed: AtomicBool::new(false),
+            creator: std::process::id(),
         };
         let result = Self::open_bufs(&mut inner, base_filename, parent);
         let chan = Channel {
@@ -423,10 +433,13 @@ impl<C: ChannelCallbacks> Channel<C> {
                 .cb
                 .create_buf_file(name.as_deref(), parent, 0o600, &info, &mut is_global)
                 .map_err(|source| Error::Io {
-                    what: format!(
-                        "creating relay buffer file {}",
-                        name.as_deref().unwrap_or("(anonymous)")
-                    ),
+                    what: match &name {
+                        Some(n) => format!(
+                            "creating relay buffer file {}",
+                            parent_dir.join(n).display()
+                        ),
+                        None => format!("creating anonymous relay buffer for cpu {cpu}"),
+                    },
                     source,
                 })?;
             let (file, path) = match file {
@@ -439,11 +452,23 @@ impl<C: ChannelCallbacks> Channel<C> {
                     None,
                 ),
             };
+            let what = match &path {
+                Some(p) => format!("relay buffer file {}", p.display()),
+                None => format!("anonymous relay buffer for cpu {cpu}"),
+            };
             // Record the path first so a failure below still removes the file.
             inner.paths.push(path);
             let global = is_global && cpu == 0;
             let mem = BufMem::create(file, inner.geo, cpu, global).map_err(|source| Error::Io {
-                what: format!("mapping relay buffer for cpu {cpu}"),
+                what: if source.kind() == io::ErrorKind::StorageFull {
+                    format!(
+                        "{what} (channel of {} buffer(s) of {} bytes each)",
+                        if global { 1 } else { possible_cpus() },
+                        inner.geo.alloc_size(super::sys::page_size())
+                    )
+                } else {
+                    what
+                },
                 source,
             })?;
             // SAFETY: the buffer is brand new (all-zero state) and not yet visible to any other
@@ -775,6 +800,8 @@ impl<C: ChannelCallbacks> Channel<C> {
 
     /// relay's `relay_close`: finalizes every buffer (pollers get an error, readers still read
     /// what is left), wakes readers, removes the files through `remove_buf_file`. Does not flush.
+    /// In a forked child (any process but the one that opened the channel) closing or dropping
+    /// the inherited handle does none of that: the buffers belong to the parent.
     pub fn close(self) -> CloseReport {
         self.close_inner()
     }
@@ -787,7 +814,7 @@ impl<C: ChannelCallbacks> Channel<C> {
             stats: Vec::new(),
             remove_errors: Vec::new(),
         };
-        if inner.closed.swap(true, Ordering::AcqRel) {
+        if inner.closed.swap(true, Ordering::AcqRel) || std::process::id() != inner.creator {
             return report;
         }
         for mem in &inner.bufs {
@@ -800,7 +827,14 @@ impl<C: ChannelCallbacks> Channel<C> {
             }
             report.stats.push(st);
         }
-        for path in inner.paths.iter().flatten() {
+        for (i, path) in inner.paths.iter().enumerate() {
+            let Some(path) = path else { continue };
+            // A file someone put in its place (a replaced trace) is not ours to remove.
+            if inner.bufs.get(i).is_some_and(|m| replaced(m.file(), path)) {
+                let why = "replaced by another file since the channel opened; left in place";
+                report.remove_errors.push((path.clone(), why.into()));
+                continue;
+            }
             if let Err(e) = inner.cb.remove_buf_file(path) {
                 report.remove_errors.push((path.clone(), e.to_string()));
             }
@@ -812,6 +846,15 @@ impl<C: ChannelCallbacks> Channel<C> {
 impl<C: ChannelCallbacks> Drop for Channel<C> {
     fn drop(&mut self) {
         self.close_inner();
+    }
+}
+
+/// Whether `path` names a file other than `file` (another device or inode).
+fn replaced(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev() || a.ino() != b.ino(),
+        _ => false,
     }
 }
 

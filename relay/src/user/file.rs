@@ -9,8 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::channel::lock_reader;
@@ -36,8 +36,29 @@ enum Kind {
 
 /// An open relay file. Dropping it is relay's `release`: the buffer memory stays alive while any
 /// reader (or mapping) holds it, even after the channel is closed.
+///
+/// # One consumer at a time
+///
+/// A relay buffer has one read position: two readers consuming it split the data between them
+/// (each gets some frames, neither a whole trace). So the first consuming operation (`read`,
+/// `sendfile`, `subbufs_consumed`) *claims* the buffer for this open file ([`RelayFile::claim`]:
+/// an advisory `flock(LOCK_EX | LOCK_NB)` on a file description of its own), and a claim held by
+/// another open file — in this process or another — makes it fail with
+/// [`io::ErrorKind::ResourceBusy`], naming the holder's pid. The claim lasts until this file is
+/// dropped or its process dies. Opening, `poll`, `stats` and `mmap` never claim: any number of
+/// snapshot readers may look at a buffer that someone consumes.
 pub struct RelayFile {
     kind: Kind,
+    claim: Claim,
+}
+
+/// The consumer claim of a [`RelayFile`]: `claimed` is the fast check of every consuming
+/// operation; `lock` serialises claiming and holds the descriptor that carries the `flock`
+/// (`None` inside when the file's own descriptor carries it).
+#[derive(Default)]
+struct Claim {
+    claimed: AtomicBool,
+    lock: Mutex<Option<File>>,
 }
 
 /// A whole-buffer mapping returned by [`RelayFile::mmap`]; unmapping fires `buf_unmapped`.
@@ -82,6 +103,7 @@ impl RelayFile {
         mem.buf().state().readers().fetch_add(1, Ordering::Relaxed);
         RelayFile {
             kind: Kind::User { mem, hooks },
+            claim: Claim::default(),
         }
     }
 
@@ -93,6 +115,7 @@ impl RelayFile {
         if is_kernel_fs(file.as_fd())? {
             return Ok(RelayFile {
                 kind: Kind::Kernel { file },
+                claim: Claim::default(),
             });
         }
         // User-space buffer: the reader updates the shared counters, so it needs write access.
@@ -106,7 +129,64 @@ impl RelayFile {
     pub fn from_kernel_file(file: File) -> Self {
         RelayFile {
             kind: Kind::Kernel { file },
+            claim: Claim::default(),
         }
+    }
+
+    /// Makes this open file the one consuming reader of its buffer (see "One consumer at a
+    /// time" above); a no-op if it already is. Consuming operations claim by themselves; call
+    /// this to find out before reading (a recorder refusing to start). Fails with
+    /// [`io::ErrorKind::ResourceBusy`] when another open file holds the claim; the message
+    /// names this file and the holder's pid and suggests a non-consuming snapshot.
+    pub fn claim(&mut self) -> io::Result<()> {
+        self.claimed()
+    }
+
+    /// Whether this open file holds the consumer claim.
+    pub fn is_claimed(&self) -> bool {
+        self.claim.claimed.load(Ordering::Acquire)
+    }
+
+    /// The claim check of every consuming operation: one load once claimed.
+    #[inline]
+    fn claimed(&self) -> io::Result<()> {
+        if self.claim.claimed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.claim_slow()
+    }
+
+    #[cold]
+    fn claim_slow(&self) -> io::Result<()> {
+        let mut lock = self.claim.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.claim.claimed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let own = self.as_fd();
+        // `flock` belongs to a file description: one shared with other readers (in-process
+        // readers of a channel share the buffer's descriptor) could not tell them apart, so a
+        // user-space file locks a description of its own (without /proc, the shared one: it
+        // still excludes other processes). A kernel file's is its own already.
+        let private = match &self.kind {
+            Kind::User { .. } => reopen(own).ok(),
+            Kind::Kernel { .. } => None,
+        };
+        let fd = private.as_ref().map_or(own, |f| f.as_fd());
+        loop {
+            // SAFETY: plain system call on a valid descriptor.
+            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) => return Err(busy(own)),
+                _ => return Err(io::Error::new(e.kind(), format!("{}: {e}", fd_name(own)))),
+            }
+        }
+        *lock = private;
+        self.claim.claimed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Whether this is a kernel relay file.
@@ -141,6 +221,7 @@ impl RelayFile {
     /// relay's `read`: copies up to `out.len()` unread bytes, consuming them and skipping
     /// padding. Never blocks; `Ok(0)` means nothing is available now.
     pub fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.claimed()?;
         match &self.kind {
             Kind::User { mem, .. } => {
                 let b = mem.buf();
@@ -252,6 +333,7 @@ impl RelayFile {
     pub fn subbufs_consumed(&self, n: usize) -> io::Result<()> {
         match &self.kind {
             Kind::User { mem, .. } => {
+                self.claimed()?;
                 let b = mem.buf();
                 let _r = lock_reader(b);
                 // SAFETY: the reader lock is held.
@@ -270,6 +352,7 @@ impl RelayFile {
     /// kernel supports splicing from the file); user-space buffers copy through a 64 KiB bounce
     /// buffer so that a copy torn by an overwriting writer is never emitted.
     pub fn sendfile(&mut self, out: BorrowedFd<'_>, count: usize) -> io::Result<usize> {
+        self.claimed()?;
         if let Kind::Kernel { file } = &self.kind {
             // SAFETY: both descriptors are valid for the call; a null offset uses the file
             // position.
@@ -353,6 +436,74 @@ impl RelayFile {
         };
         Ok(Some(pos))
     }
+}
+
+/// A new file description of the file behind `fd` (through `/proc/self/fd`, which also
+/// reaches unlinked files and memfds).
+fn reopen(fd: BorrowedFd<'_>) -> io::Result<File> {
+    File::open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// A name for the file behind `fd`, for messages.
+fn fd_name(fd: BorrowedFd<'_>) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| format!("relay file (fd {})", fd.as_raw_fd()))
+}
+
+/// The refusal of a second consuming reader: names the file and who holds it.
+fn busy(fd: BorrowedFd<'_>) -> io::Error {
+    let holder = match flock_holder(fd) {
+        Some(pid) if pid == std::process::id() => format!("pid {pid} (this process)"),
+        Some(pid) => format!("pid {pid}"),
+        None => "another process".to_string(),
+    };
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        format!(
+            "{}: another reader ({holder}) is consuming this relay buffer; a buffer has one \
+             consuming reader at a time (two would split its data). Use a non-consuming \
+             snapshot instead (`klog-decode --snapshot`, or mmap)",
+            fd_name(fd)
+        ),
+    )
+}
+
+/// The pid that holds a `flock` on the file behind `fd`, from `/proc/locks` (lines like
+/// `1: FLOCK  ADVISORY  WRITE 4242 00:1a:12345 0 EOF`, device numbers in hex).
+fn flock_holder(fd: BorrowedFd<'_>) -> Option<u32> {
+    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    let (major, minor) = (libc::major(st.st_dev), libc::minor(st.st_dev));
+    #[allow(clippy::unnecessary_cast)]
+    let (major, minor, ino) = (major as u32, minor as u32, st.st_ino as u64);
+    // The file is generated a page at a time while other processes take and drop locks, so
+    // one read can miss a line: look again a few times.
+    (0..4).find_map(|_| {
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        find_flock(&locks, major, minor, ino)
+    })
+}
+
+/// In `/proc/locks` text, the pid holding a `FLOCK` on device `major:minor`, inode `ino`.
+fn find_flock(locks: &str, major: u32, minor: u32, ino: u64) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+        if f.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let mut id = f.get(5)?.split(':');
+        let ma = u32::from_str_radix(id.next()?, 16).ok()?;
+        let mi = u32::from_str_radix(id.next()?, 16).ok()?;
+        let i: u64 = id.next()?.parse().ok()?;
+        (ma == major && mi == minor && i == ino)
+            .then(|| f.get(4)?.parse().ok())
+            .flatten()
+    })
 }
 
 fn write_all_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {

@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io;
 use std::mem::{align_of, size_of};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicUsize;
 
@@ -79,6 +79,52 @@ impl Layout {
     }
 }
 
+/// Gives `file` `len` bytes of allocated, zeroed space. A sparse file (`set_len`) would map
+/// fine and then kill the writer with `SIGBUS` at the first page its file system cannot
+/// provide (a small tmpfs such as Docker's 64 MiB `/dev/shm`); reserving the space up front
+/// turns that into an error at open. The error (kind `StorageFull` when space is short) says
+/// how much was needed and how much is free.
+pub(crate) fn reserve(file: &File, len: usize) -> io::Result<()> {
+    let off_len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "relay buffer too large"))?;
+    let r = loop {
+        // SAFETY: plain system call on a descriptor we own; no memory is passed.
+        let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
+        if r != libc::EINTR {
+            break r;
+        }
+    };
+    match r {
+        0 => Ok(()),
+        libc::ENOSPC | libc::EFBIG | libc::EDQUOT => {
+            let free = match free_space(file) {
+                Ok(n) => format!("{n} bytes free"),
+                Err(e) => format!("free space unknown: {e}"),
+            };
+            Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "cannot reserve {len} bytes for the buffer ({free} on its file system; \
+                     use a smaller channel or a file system with more space)"
+                ),
+            ))
+        }
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Bytes available to unprivileged users on `file`'s file system (`fstatvfs`).
+pub(crate) fn free_space(file: &File) -> io::Result<u64> {
+    // SAFETY: an all-zero statvfs is a valid value for fstatvfs to overwrite.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `s` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut s) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+}
+
 /// The memory of one buffer: a mapping of its file (or of an anonymous memfd) and the core view.
 ///
 /// # Invariants
@@ -103,7 +149,7 @@ impl BufMem {
         is_global: bool,
     ) -> io::Result<Self> {
         let layout = Layout::new(geo)?;
-        file.set_len(layout.file_len() as u64)?;
+        reserve(&file, layout.file_len())?;
         let ctl = Mapping::new(file.as_fd(), 0, layout.data_off, true)?;
         let header = FileHeader {
             magic: MAGIC,

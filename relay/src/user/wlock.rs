@@ -17,6 +17,9 @@
 //! outer context may have set `held` but not yet won the lock, or be spinning for it). Nested
 //! writers use [`Acquired::Nested`] paths that only try-lock.
 //!
+//! A writer that has to wait spins briefly, then yields, then sleeps with growing pauses
+//! ([`Backoff`]): a holder that is descheduled or stopped costs its waiters no CPU.
+//!
 //! The module is public so that clients building their own per-CPU exclusivity on top of a
 //! channel (klog's emit slots, which call the channel's `*_unlocked` methods) share the same
 //! per-thread record — a context nested inside *any* of these locks never waits for another.
@@ -241,7 +244,7 @@ pub fn acquire_anon(word: &AtomicUsize) -> WriterGuard<'_> {
 
 #[cold]
 fn wait_for(word: &AtomicUsize, token: usize) {
-    let mut spins = 0u32;
+    let mut backoff = Backoff::new();
     loop {
         if word.load(Ordering::Relaxed) == 0
             && word
@@ -250,13 +253,52 @@ fn wait_for(word: &AtomicUsize, token: usize) {
         {
             return;
         }
-        spins += 1;
-        if spins < 64 {
+        backoff.wait();
+    }
+}
+
+/// How a context waits for a lock whose holder does not release it soon: spin briefly (the
+/// holder is running: a write takes nanoseconds), yield a few times (it was preempted), then
+/// sleep with pauses doubling from 1 µs to [`Backoff::MAX_SLEEP`] (it is descheduled for
+/// long, stopped by a signal or a debugger, or its process is frozen). A waiter thus burns no
+/// CPU while the holder cannot run — one short wakeup per 4 ms — and the
+/// release stays a plain store: nobody has to be woken, so the uncontended path costs nothing.
+/// A holder that resumes is noticed within one pause.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    rounds: u32,
+}
+
+impl Backoff {
+    const SPINS: u32 = 64;
+    const YIELDS: u32 = 16;
+    /// The longest pause.
+    pub const MAX_SLEEP: std::time::Duration = std::time::Duration::from_millis(4);
+
+    /// A fresh wait.
+    pub const fn new() -> Self {
+        Backoff { rounds: 0 }
+    }
+
+    /// Waits a little longer than the previous call (see the type's documentation). Safe in a
+    /// signal handler (`sched_yield`, `nanosleep`).
+    pub fn wait(&mut self) {
+        self.rounds = self.rounds.saturating_add(1);
+        let r = self.rounds;
+        if r <= Self::SPINS {
             std::hint::spin_loop();
-        } else {
-            // The owner may be preempted: let it run.
+        } else if r <= Self::SPINS + Self::YIELDS {
             std::thread::yield_now();
+        } else {
+            let exp = (r - Self::SPINS - Self::YIELDS).min(12);
+            let pause = std::time::Duration::from_micros(1 << exp).min(Self::MAX_SLEEP);
+            std::thread::sleep(pause);
         }
+    }
+
+    /// How many times [`Backoff::wait`] ran.
+    pub fn rounds(&self) -> u32 {
+        self.rounds
     }
 }
 
