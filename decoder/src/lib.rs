@@ -39,6 +39,7 @@ pub mod merge;
 pub mod metadata;
 mod num;
 pub mod output;
+pub mod recorded;
 pub mod render;
 pub mod snapshot;
 pub mod stats;

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use relay::core::Poll;
-use relay::user::{BufRecord, Recorder, RelayFile};
+use relay::user::{copy_appended, trace_files, BufRecord, Recorder, RelayFile};
 
 use crate::error::Error;
 use crate::metadata::{parse_metadata, Metadata};
@@ -91,35 +91,28 @@ impl MetaSource {
     }
 }
 
-/// Appends what `src` has beyond `copied` bytes to `dst` (metadata is append-only).
-fn sync_metadata(src: &MetaSource, dst: &Path, copied: &mut u64) -> io::Result<()> {
-    let b = match src.read() {
-        Ok(b) => b,
-        // The handler went away with its directory (a kernel handler module unloaded): keep
-        // the copy made so far; the channel's buffers report finalized and drain.
-        Err(e) if e.kind() == io::ErrorKind::NotFound && *copied > 0 => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if (b.len() as u64) < *copied {
-        // Rewritten (a new handler opened in the same directory): start over.
-        fs::write(dst, &b)?;
-    } else if (b.len() as u64) > *copied {
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(dst)?;
-        f.write_all(&b[*copied as usize..])?;
-    }
-    *copied = b.len() as u64;
-    Ok(())
+/// Options of [`record`].
+#[derive(Debug, Clone, Default)]
+pub struct RecordOptions {
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Replace klog's files (`metadata`, `cpuN`, `cpuN.idx`) of a trace already in the output
+    /// directory; without it such a directory is refused.
+    pub force: bool,
 }
 
 /// Records the live directory `live` into `out` (created if missing): one poll + read thread per
-/// `cpuN` buffer (relay's [`Recorder`]) while `metadata` is copied and re-copied as it grows,
-/// until `stop` is set, `duration` passes, or every buffer is finalized; then drains what is
-/// left and copies the final metadata.
+/// `cpuN` buffer (relay's [`Recorder`], which consumes only what it has written, with an index
+/// `cpuN.idx` of checksums) while `metadata` is copied and re-copied as it grows, until `stop` is
+/// set, the duration passes, or every buffer is finalized; then drains what is left and copies
+/// the final metadata. Claims every buffer first (one consuming reader), refuses an `out` that
+/// already holds a trace unless `opts.force`, and stops promptly on a write error (returned,
+/// naming the file).
 pub fn record(
     live: &Path,
     out: &Path,
     stop: &AtomicBool,
-    duration: Option<Duration>,
+    opts: &RecordOptions,
 ) -> io::Result<RecordReport> {
     let meta_src = live.join("metadata");
     if !meta_src.is_file() {
@@ -131,28 +124,64 @@ pub fn record(
             ),
         ));
     }
-    fs::create_dir_all(out)?;
+    let mut rec = Recorder::for_dir(live, "cpu", out)?;
+    rec.claim()?;
+    let existing = trace_files(out)?;
+    if !existing.is_empty() {
+        if !opts.force {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{}: already holds a trace (metadata or cpuN files); record into a new \
+                     directory, or pass --force to replace klog's files in it",
+                    out.display()
+                ),
+            ));
+        }
+        for p in existing {
+            fs::remove_file(&p)
+                .map_err(|e| io::Error::new(e.kind(), format!("removing {}: {e}", p.display())))?;
+        }
+    }
+    fs::create_dir_all(out)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", out.display())))?;
     let meta_dst = out.join("metadata");
-    let _ = fs::remove_file(&meta_dst);
+    // Read through a descriptor (see `MetaSource`): the handler's final records are copied even
+    // after it unlinked the file.
+    let meta = MetaSource::open(&meta_src)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", meta_src.display())))?;
     let mut copied = 0u64;
-    let meta_src = MetaSource::open(&meta_src)?;
-    sync_metadata(&meta_src, &meta_dst, &mut copied)?;
-    let rec = Recorder::for_dir(live, "cpu", out)?;
     let inner = AtomicBool::new(false);
-    let deadline = duration.map(|d| Instant::now() + d);
+    let deadline = opts.duration.map(|d| Instant::now() + d);
+    let mut meta_err = copy_appended(|| meta.read(), &meta_src, &meta_dst, &mut copied).err();
     let buffers = std::thread::scope(|s| {
+        // Started even when the first copy failed: it stops at once below and reports its own
+        // errors, and the buffers keep what it did not write.
         let h = s.spawn(|| rec.run(&inner));
-        while !h.is_finished() {
-            std::thread::sleep(TICK);
-            sync_metadata(&meta_src, &meta_dst, &mut copied)?;
-            if stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {
+        loop {
+            if meta_err.is_some()
+                || stop.load(Ordering::Acquire)
+                || deadline.is_some_and(|d| Instant::now() >= d)
+            {
                 inner.store(true, Ordering::Release);
+            }
+            if h.is_finished() {
+                break;
+            }
+            std::thread::sleep(TICK);
+            if meta_err.is_none() {
+                meta_err = copy_appended(|| meta.read(), &meta_src, &meta_dst, &mut copied).err();
             }
         }
         h.join()
             .unwrap_or_else(|_| Err(io::Error::other("recorder panicked")))
-    })?;
-    sync_metadata(&meta_src, &meta_dst, &mut copied)?;
+    });
+    // A buffer's write error first (it names the cpuN file), else the metadata's.
+    let buffers = buffers?;
+    if let Some(e) = meta_err {
+        return Err(e);
+    }
+    copy_appended(|| meta.read(), &meta_src, &meta_dst, &mut copied)?;
     Ok(RecordReport {
         buffers,
         metadata_bytes: copied,
@@ -267,7 +296,12 @@ pub fn follow<W: Write>(
         if !p.exists() {
             break;
         }
-        let f = RelayFile::open(&p).map_err(|source| Error::Io { path: p, source })?;
+        let mut f = RelayFile::open(&p).map_err(|source| Error::Io {
+            path: p.clone(),
+            source,
+        })?;
+        // One consuming reader: a second `--follow` or a `record` fails here, naming the holder.
+        f.claim().map_err(|source| Error::Io { path: p, source })?;
         files.push(f);
     }
     if files.is_empty() {

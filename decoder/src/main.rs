@@ -4,14 +4,14 @@
 //! ```text
 //! klog-decode [OPTIONS] TRACE_DIR
 //! klog-decode [OPTIONS] --follow LIVE_DIR
-//! klog-decode record LIVE_DIR OUT_DIR [--duration SECS]
+//! klog-decode record LIVE_DIR OUT_DIR [--duration SECS] [--force]
 //! ```
 //!
 //! Exit status: 0 when the trace decoded (warnings are counted and summarised on stderr; a valid
 //! trace without events and filters that matched nothing are explained there too), 1 when
 //! nothing could be decoded (not a klog trace, no metadata, unknown version, no stream, a live
-//! directory without `--snapshot`, or nothing but garbage: stderr says why), 2 for a usage
-//! error.
+//! directory without `--snapshot`, or nothing but garbage: stderr says why) or when `record`
+//! failed (a write error, an existing trace), 2 for a usage error.
 
 use std::collections::BTreeSet;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -94,7 +94,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Record a live relay directory into a trace directory (blktrace-style): drain every
-    /// cpuN buffer and copy `metadata`, until Ctrl-C, --duration or the channel is finalized.
+    /// cpuN buffer (with a checksum index cpuN.idx) and copy `metadata`, until Ctrl-C, SIGTERM,
+    /// SIGHUP, --duration or the channel is finalized. From user-space buffers only what is
+    /// written to OUT_DIR is consumed: a recorder that is killed leaves the rest for the next
+    /// reader.
     Record {
         /// The live directory (user-space shm directory or kernel debugfs klog directory).
         live: PathBuf,
@@ -103,6 +106,10 @@ enum Cmd {
         /// Stop after SECS seconds.
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// OUT_DIR may already hold a trace: replace its klog files (metadata, cpuN, cpuN.idx;
+        /// nothing else in the directory is touched). Without it such a directory is refused.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -121,7 +128,7 @@ fn secs_arg(s: &str) -> Result<i128, String> {
     parse_seconds(s).ok_or_else(|| format!("not a number of seconds: {s:?}"))
 }
 
-/// Ctrl-C sets the returned flag (a second Ctrl-C kills the process).
+/// Ctrl-C, SIGTERM and SIGHUP set the returned flag (a second one ends the process at once).
 fn stop_on_sigint() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -461,6 +468,7 @@ fn main() -> ExitCode {
         live,
         out,
         duration,
+        force,
     }) = &cli.cmd
     {
         let stop = stop_on_sigint();
@@ -474,7 +482,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return match live::record(live, out, &stop, dur) {
+        let opts = live::RecordOptions {
+            duration: dur,
+            force: *force,
+        };
+        return match live::record(live, out, &stop, &opts) {
             Ok(r) => {
                 eprintln!("{r}");
                 ExitCode::SUCCESS

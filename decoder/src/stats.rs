@@ -53,6 +53,9 @@ pub enum WarningKind {
     /// Bytes of a `read()` stream before its first sub-buffer header (the recording started in
     /// the middle of a sub-buffer): not decoded, counted as unrecorded.
     Unrecorded,
+    /// Recorded bytes that fail their checksum in the recorder's index (`cpuN.idx`), or that
+    /// the index does not cover: the sub-buffers holding them are not decoded.
+    Damaged,
 }
 
 impl WarningKind {
@@ -81,6 +84,7 @@ impl WarningKind {
             BadFormat => "bad-format",
             TraceId => "trace-id",
             Unrecorded => "unrecorded",
+            Damaged => "damaged",
         }
     }
 }
@@ -139,6 +143,12 @@ pub struct Stats {
     /// Bytes before a stream's first sub-buffer header (a recording that started in the middle
     /// of a sub-buffer), not decoded.
     pub unrecorded_bytes: u64,
+    /// Events of a recorded stream's prefix (`cpuN.idx`): read by an earlier reader, decoded
+    /// only for the time reference, never printed (part of the accounting's `unrecorded`).
+    pub unrecorded_events: u64,
+    /// Recorded bytes not decoded as damaged (failed checksum, not indexed, and the rest of
+    /// their sub-buffers).
+    pub damaged_bytes: u64,
     /// The trace's event accounting (set on a whole trace's statistics, not per stream).
     pub accounting: Option<Accounting>,
     /// Every warning, counted by kind.
@@ -189,6 +199,8 @@ impl Stats {
         self.reserved_frames += other.reserved_frames;
         self.skipped_frames += other.skipped_frames;
         self.unrecorded_bytes += other.unrecorded_bytes;
+        self.unrecorded_events += other.unrecorded_events;
+        self.damaged_bytes += other.damaged_bytes;
         for (k, n) in &other.warning_counts {
             *self.warning_counts.entry(*k).or_insert(0) += n;
         }
@@ -252,6 +264,13 @@ impl fmt::Display for Stats {
             self.corrupt_bytes,
             self.unrecorded_bytes
         )?;
+        if self.unrecorded_events + self.damaged_bytes > 0 {
+            writeln!(
+                f,
+                "read by an earlier reader: {} events, damaged bytes not decoded: {}",
+                self.unrecorded_events, self.damaged_bytes
+            )?;
+        }
         if let Some(a) = &self.accounting {
             writeln!(f, "{a}")?;
         }

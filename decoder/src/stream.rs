@@ -461,6 +461,9 @@ pub struct CpuStream<'a> {
     /// Sub-buffer header magic and length of the trace's format version.
     magic: [u8; 4],
     hlen: usize,
+    /// Frames before this offset are a recorded stream's prefix (read by an earlier reader):
+    /// decoded for the time reference only, counted in `unrecorded_events`, never returned.
+    hide_before: usize,
 }
 
 impl<'a> CpuStream<'a> {
@@ -528,7 +531,14 @@ impl<'a> CpuStream<'a> {
             callsites: Callsites::new(meta),
             magic: meta.header.subbuf_magic(),
             hlen: meta.header.subbuf_header_len(),
+            hide_before: 0,
         }
+    }
+
+    /// Hides the frames (and lost counts) of the first `len` bytes: a recorded stream's prefix.
+    pub fn hide_prefix(mut self, len: usize) -> Self {
+        self.hide_before = len;
+        self
     }
 
     /// The CPU the stream's records are labelled with (the headers' CPU).
@@ -666,13 +676,15 @@ impl<'a> CpuStream<'a> {
             }
         }
         self.stats.subbufs += 1;
-        push_lost(
-            &mut self.stats,
-            &mut self.pending,
-            self.cpu,
-            h.lost,
-            h.base_ts,
-        );
+        if pos >= self.hide_before {
+            push_lost(
+                &mut self.stats,
+                &mut self.pending,
+                self.cpu,
+                h.lost,
+                h.base_ts,
+            );
+        }
         st.sub = Some(Sub {
             seq: h.seq,
             start: pos,
@@ -918,7 +930,9 @@ impl<'a> CpuStream<'a> {
             ) {
                 Ok((frame, next)) => {
                     st.pos = next;
-                    if let Some(f) = frame {
+                    if pos < self.hide_before {
+                        self.stats.unrecorded_events += u64::from(frame.is_some());
+                    } else if let Some(f) = frame {
                         return Some(self.event(f));
                     }
                 }
@@ -1119,6 +1133,9 @@ impl<'a> CpuStream<'a> {
         let Some(sub) = st.sub else {
             return;
         };
+        if st.pos < self.hide_before {
+            return;
+        }
         let sub_end = match ss {
             Some(ss) => sub.start.saturating_add(ss),
             None => usize::MAX,

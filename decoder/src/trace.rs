@@ -159,6 +159,8 @@ pub struct Trace {
     snapshot: bool,
     /// Per stream (same order): the writer's committed position of a live snapshot.
     live_ends: Vec<Option<LiveEnd>>,
+    /// Per stream: bytes of recorded prefix at its start (`cpuN.idx`), decoded but not shown.
+    prefixes: Vec<usize>,
     stats: Stats,
 }
 
@@ -238,6 +240,7 @@ impl Trace {
         }
         let mut streams = Vec::new();
         let mut live_ends = Vec::new();
+        let mut prefixes = Vec::new();
         let mut refused = Vec::new();
         for cpu in 0..n {
             let p = stream_path(dir, cpu);
@@ -257,8 +260,14 @@ impl Trace {
                         &mut stats,
                         &mut refused,
                     ) {
+                        let (b, prefix) = if opts.snapshot {
+                            (b, 0)
+                        } else {
+                            with_index(dir, cpu, b, &mut stats)
+                        };
                         streams.push((cpu, b));
                         live_ends.push(live);
+                        prefixes.push(prefix);
                     }
                 }
                 Err(e) => stats.warn(
@@ -282,6 +291,7 @@ impl Trace {
         none_left(&metadata, &mpath, streams.is_empty(), &mut refused)?;
         let mut t = Self::assemble(metadata, streams, opts, stats);
         t.live_ends = live_ends;
+        t.prefixes = prefixes;
         t.refused = refused;
         Ok(t)
     }
@@ -334,6 +344,7 @@ impl Trace {
             refused: Vec::new(),
             snapshot: opts.snapshot,
             live_ends: Vec::new(),
+            prefixes: Vec::new(),
             stats,
         }
     }
@@ -353,7 +364,8 @@ impl Trace {
                     let live = self.live_ends.get(i).copied().flatten();
                     CpuStream::snapshot_live(&self.metadata, *cpu, b, live)
                 } else {
-                    CpuStream::new(&self.metadata, *cpu, b)
+                    let hide = self.prefixes.get(i).copied().unwrap_or(0);
+                    CpuStream::new(&self.metadata, *cpu, b).hide_prefix(hide)
                 }
             })
             .collect()
@@ -730,6 +742,42 @@ pub fn decode_to_text_with<W: Write>(
     w: W,
 ) -> Result<Stats, Error> {
     Trace::open(dir, opts)?.write_text(opts, w)
+}
+
+/// Applies the recorder's index `cpuN.idx` to stream `cpu`, when there is one (see
+/// [`crate::recorded`]): returns the bytes to decode and the length of their hidden prefix.
+fn with_index(dir: &Path, cpu: u16, data: StreamData, stats: &mut Stats) -> (StreamData, usize) {
+    let ipath = relay::user::index_path(&stream_path(dir, cpu));
+    let idx = match fs::read(&ipath) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (data, 0),
+        Err(e) => {
+            stats.warn(
+                WarningKind::Damaged,
+                Some(cpu),
+                None,
+                format_args!("{}: {e}; the stream is not verified", ipath.display()),
+            );
+            return (data, 0);
+        }
+    };
+    let Some(idx) = relay::user::index::parse(&idx) else {
+        stats.warn(
+            WarningKind::Damaged,
+            Some(cpu),
+            None,
+            format_args!(
+                "{}: not a recorder index (bad magic); the stream is not verified",
+                ipath.display()
+            ),
+        );
+        return (data, 0);
+    };
+    let p = crate::recorded::prepare(cpu, &data, &idx, stats, &|r| data.release(r));
+    match p.data {
+        Some(d) => (StreamData::Owned(d), p.prefix),
+        None => (data, 0),
+    }
 }
 
 /// Where `decode_dir` looks for stream `cpu`.

@@ -299,6 +299,26 @@ fn a_recording_that_starts_inside_a_subbuffer_is_counted() {
     assert_eq!(f.read(&mut early).unwrap(), EARLY);
     drop(f);
     record(live.path(), out.path());
+    // The recorder's index carries the first EARLY bytes of that sub-buffer (its header and the
+    // frames the early reader took): every event after them is decoded, those are unrecorded.
+    let r = decode_dir(out.path(), &Options::default()).unwrap();
+    let got = pairs(&r);
+    let first = r.stats.unrecorded_events;
+    assert!(first > 0 && first < 20, "{}", r.stats);
+    assert_eq!(
+        got.iter().map(|p| p.1).collect::<Vec<_>>(),
+        (first..N).collect::<Vec<_>>()
+    );
+    assert_eq!(r.stats.total_warnings(), 0, "{}", r.stats);
+    let a = r.stats.accounting.unwrap();
+    assert!(a.exact, "{a}");
+    assert_eq!(
+        (a.emitted, a.decoded, a.unrecorded),
+        (N, N - first, first),
+        "{a}"
+    );
+    // Without the index (a trace recorded otherwise), decoding starts at the next header.
+    std::fs::remove_file(out.path().join("cpu0.idx")).unwrap();
     let r = decode_dir(out.path(), &Options::default()).unwrap();
     let got = pairs(&r);
     // Everything from the second sub-buffer on is decoded, in order.

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::TempDir;
+use common::{wait, TempDir};
 use klog::{klog, klog_raw, klog_warn, RelayConfig, RelayHandler};
 use klog_decode::{decode_dir, Options, Payload, Record, Value};
 
@@ -54,27 +54,6 @@ fn close(h: Arc<RelayHandler>) {
     let st = h.finish();
     assert_eq!(st.lost.iter().sum::<u64>(), 0);
     drop(h);
-}
-
-/// Waits for `child`, killing it after `secs`.
-fn wait(child: Child, secs: u64) -> Output {
-    let pid = child.id() as libc::pid_t;
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d = done.clone();
-    let dog = std::thread::spawn(move || {
-        for _ in 0..secs * 10 {
-            std::thread::sleep(Duration::from_millis(100));
-            if d.load(std::sync::atomic::Ordering::Acquire) {
-                return;
-            }
-        }
-        // SAFETY: plain kill(2) of our child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let o = child.wait_with_output().unwrap();
-    done.store(true, std::sync::atomic::Ordering::Release);
-    dog.join().unwrap();
-    o
 }
 
 fn sigint(child: &Child) {

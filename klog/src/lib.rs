@@ -35,6 +35,8 @@ mod level;
 #[cfg(feature = "log")]
 pub mod log_bridge;
 #[cfg(feature = "std")]
+mod record;
+#[cfg(feature = "std")]
 mod relay_handler;
 pub mod wire;
 
@@ -45,6 +47,8 @@ pub use dispatch::{flush, is_registered, register, unregister, Handler, Register
 #[cfg(feature = "std")]
 pub use filter::{control, set_filter};
 pub use level::Level;
+#[cfg(feature = "std")]
+pub use record::{record, RecordConfig, RecordError, RecordSummary, Recording};
 #[cfg(feature = "std")]
 pub use relay_handler::{
     ensure_no_trace, trace_files, HandlerStats, OpenError, RelayConfig, RelayHandler,

@@ -393,3 +393,24 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Waits for `child`, killing it after `secs` (the test then fails on its status).
+pub fn wait(child: std::process::Child, secs: u64) -> std::process::Output {
+    let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let dog = std::thread::spawn(move || {
+        for _ in 0..secs * 10 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if d.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+        }
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let o = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    dog.join().unwrap();
+    o
+}

@@ -1,15 +1,13 @@
 //! The README's first command: write a klog trace on a built-in default and print it decoded.
 //!
-//! Two threads emit a few thousand `klog!` events of every level and argument type into a
-//! per-CPU relay channel (shared memory), the relay recorder drains it to a trace directory, and
-//! `klog-decode`'s library turns the directory back into merged, timestamp-sorted text.
+//! Two threads emit a few thousand `klog!` events of every level and argument type;
+//! `klog::record` drains the per-CPU relay buffers (shared memory) into a trace directory in the
+//! background, and `klog-decode`'s library turns the directory back into merged,
+//! timestamp-sorted text.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use klog::{klog, klog_debug, klog_error, klog_raw, klog_warn, RelayConfig, RelayHandler};
-use relay::user::Recorder;
+use klog::{klog, klog_debug, klog_error, klog_raw, klog_warn};
 
 fn work(t: u32) {
     for i in 0..2000u32 {
@@ -35,35 +33,16 @@ fn work(t: u32) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pid = std::process::id();
-    let live = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from(format!("/dev/shm/klog-quickstart-{pid}"))
-    } else {
-        std::env::temp_dir().join(format!("klog-quickstart-live-{pid}"))
-    };
-    let trace = std::env::temp_dir().join(format!("klog-quickstart-{pid}"));
-    std::fs::create_dir_all(&trace)?;
-
-    let handler = Arc::new(RelayHandler::open(&RelayConfig::new(&live))?);
-    let recorder = Recorder::for_dir(&live, "cpu", &trace)?;
-    let stop = AtomicBool::new(false);
-    klog::register(handler.clone())?;
+    let trace = std::env::temp_dir().join(format!("klog-quickstart-{}", std::process::id()));
+    let rec = klog::record(&trace)?;
     std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
-        let rec = s.spawn(|| recorder.run(&stop));
         let workers: Vec<_> = (0..2).map(|t| s.spawn(move || work(t))).collect();
         for w in workers {
             w.join().map_err(|_| "worker panicked")?;
         }
-        klog::unregister();
-        handler.finish();
-        stop.store(true, Ordering::Release);
-        rec.join().map_err(|_| "recorder panicked")??;
         Ok(())
     })?;
-    std::fs::copy(live.join("metadata"), trace.join("metadata"))?;
-    let stats = handler.stats();
-    drop(handler);
-    let _ = std::fs::remove_dir_all(&live);
+    let summary = rec.finish()?;
 
     let mut text = Vec::new();
     let dstats = klog_decode::decode_to_text(&trace, &mut text)?;
@@ -74,8 +53,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out,
         "trace: {} ({} events, {} lost)",
         trace.display(),
-        stats.frames.iter().sum::<u64>(),
-        stats.lost.iter().sum::<u64>()
+        summary.frames.iter().sum::<u64>(),
+        summary.lost.iter().sum::<u64>()
     )?;
     for l in lines.iter().take(12) {
         writeln!(out, "{l}")?;

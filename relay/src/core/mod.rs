@@ -45,7 +45,7 @@ pub mod wait;
 
 pub use buf::{Buf, Slot, SubbufStart};
 pub use geometry::{Geometry, OpenError, MAX_ALLOC};
-pub use read::{ReadSink, SliceSink};
+pub use read::{Peeked, ReadSink, SliceSink};
 pub use state::{BufState, BufStats};
 
 /// The client's callbacks that run on the buffer-logic side; shared by every backend.

@@ -72,6 +72,17 @@ impl ReadSink for SliceSink<'_> {
     }
 }
 
+/// What [`Buf::peek`] copied: read positions are (`subbufs_consumed`, `bytes_consumed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peeked {
+    /// Bytes committed to the sink.
+    pub len: usize,
+    /// The read position of the first of them.
+    pub start: (usize, usize),
+    /// The position after the last of them (what [`Buf::consume_to`] takes).
+    pub end: (usize, usize),
+}
+
 impl Buf {
     /// relay's `relay_file_poll` readiness: at least one complete sub-buffer is unconsumed.
     pub fn poll(&self) -> Poll {
@@ -101,10 +112,86 @@ impl Buf {
     ///
     /// The caller has reader exclusivity (the backend's reader lock).
     pub unsafe fn read<S: ReadSink + ?Sized>(&self, sink: &mut S) -> usize {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.read_inner(sink, None, false) }.len
+    }
+
+    /// [`Buf::read`] without consuming, up to the end of one sub-buffer: copies the same bytes,
+    /// and returns their count, the read position of the first one and the position a read would
+    /// have left, for [`Buf::consume_to`] once the caller has stored the bytes. `from`: start
+    /// there instead of at the read position (a position an earlier peek returned, so that
+    /// several peeks can precede one `consume_to`). A lap found on the way (overwrite mode) is
+    /// applied at once: the skipped sub-buffers are gone whoever reads next.
+    ///
+    /// # Safety
+    ///
+    /// The caller has reader exclusivity (the backend's reader lock).
+    pub unsafe fn peek<S: ReadSink + ?Sized>(
+        &self,
+        sink: &mut S,
+        from: Option<(usize, usize)>,
+    ) -> Peeked {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.read_inner(sink, from, true) }
+    }
+
+    /// The read position: (`subbufs_consumed`, `bytes_consumed`).
+    pub fn read_pos(&self) -> (usize, usize) {
+        let st = self.state();
+        let consumed = st.r.consumed.load(Ordering::Acquire);
+        let bytes = st.r.bytes_consumed.load(Ordering::Relaxed);
+        (consumed, bytes.min(self.geometry().subbuf_size()))
+    }
+
+    /// Consumes up to the position a [`Buf::peek`] returned. A position behind the current one
+    /// (modulo the counter's wrap) is ignored; one ahead may be any distance ahead (in overwrite
+    /// mode a run of peeks can follow the writer through more than `n_subbufs` sub-buffers).
+    ///
+    /// # Safety
+    ///
+    /// The caller has reader exclusivity (the backend's reader lock).
+    pub unsafe fn consume_to(&self, (consumed, bytes): (usize, usize)) {
+        let st = self.state();
+        let cur = st.r.consumed.load(Ordering::Relaxed);
+        if (consumed.wrapping_sub(cur) as isize) < 0 {
+            return;
+        }
+        st.r.bytes_consumed
+            .store(bytes.min(self.geometry().subbuf_size()), Ordering::Relaxed);
+        // Release: the writer may reuse the slots only after the caller's copy.
+        st.r.consumed.store(consumed, Ordering::Release);
+    }
+
+    /// The read loop of [`Buf::read`] (`peek`: false; consumes) and [`Buf::peek`] (from
+    /// `from`, else the read position; the position moves only in locals, except for lap skips,
+    /// and the copy stops at the end of a sub-buffer). Safety: the caller has reader exclusivity.
+    unsafe fn read_inner<S: ReadSink + ?Sized>(
+        &self,
+        sink: &mut S,
+        from: Option<(usize, usize)>,
+        peek: bool,
+    ) -> Peeked {
         let st = self.state();
         let size = self.geometry().subbuf_size();
         let n = self.geometry().n_subbufs();
+        let (consume, one_subbuf) = (!peek, peek);
         let mut total = 0;
+        let (mut consumed, bytes) = from.unwrap_or_else(|| {
+            (
+                st.r.consumed.load(Ordering::Relaxed),
+                st.r.bytes_consumed.load(Ordering::Relaxed),
+            )
+        });
+        let mut bytes = bytes.min(size);
+        let mut start = None;
+        // Stores the position (a read) or keeps it local (a peek).
+        let advance = |consumed: usize, bytes: usize| {
+            if consume {
+                st.r.bytes_consumed.store(bytes, Ordering::Relaxed);
+                // Release: the writer may reuse the slot only after our copy (buf_full Acquire).
+                st.r.consumed.store(consumed, Ordering::Release);
+            }
+        };
         // Rounds that returned nothing (empty sub-buffers, discarded copies): legitimately at
         // most one per sub-buffer; more only with corrupt shared counters.
         let mut idle = 0;
@@ -121,12 +208,11 @@ impl Buf {
                 break;
             };
             let refused = offset > size;
-            let mut consumed = st.r.consumed.load(Ordering::Relaxed);
-            let mut bytes = st.r.bytes_consumed.load(Ordering::Relaxed).min(size);
 
             if !refused && produced.wrapping_sub(consumed) >= n {
                 // The writer is filling the slot of sub-buffer `consumed`: skip to the oldest
-                // one not yet reused (relay_file_read_avail's lap logic).
+                // one not yet reused (relay_file_read_avail's lap logic). Stored even by a peek:
+                // what was skipped is gone for every reader.
                 let oldest = produced.wrapping_sub(n - 1);
                 st.s.lapped_subbufs
                     .fetch_add(oldest.wrapping_sub(consumed), Ordering::Relaxed);
@@ -142,9 +228,9 @@ impl Buf {
                 let len = self.complete_len(slot);
                 if bytes >= len {
                     // Nothing (left) in it, e.g. a flushed empty sub-buffer: move on.
-                    st.r.bytes_consumed.store(0, Ordering::Relaxed);
-                    st.r.consumed
-                        .store(consumed.wrapping_add(1), Ordering::Release);
+                    consumed = consumed.wrapping_add(1);
+                    bytes = 0;
+                    advance(consumed, bytes);
                     continue;
                 }
                 Some(len)
@@ -175,19 +261,25 @@ impl Buf {
                 continue;
             }
             sink.commit(len);
+            start.get_or_insert((consumed, bytes));
             idle = 0;
             total += len;
             bytes += len;
-            if complete_len == Some(bytes) {
-                st.r.bytes_consumed.store(0, Ordering::Relaxed);
-                // Release: the writer may reuse the slot only after our copy (buf_full Acquire).
-                st.r.consumed
-                    .store(consumed.wrapping_add(1), Ordering::Release);
-            } else {
-                st.r.bytes_consumed.store(bytes, Ordering::Release);
+            let done = complete_len == Some(bytes);
+            if done {
+                consumed = consumed.wrapping_add(1);
+                bytes = 0;
+            }
+            advance(consumed, bytes);
+            if done && one_subbuf {
+                break;
             }
         }
-        total
+        Peeked {
+            len: total,
+            start: start.unwrap_or((consumed, bytes)),
+            end: (consumed, bytes),
+        }
     }
 
     /// Bytes a `read` could return right now, without consuming them (padding excluded).

@@ -34,6 +34,24 @@ enum Kind {
     Kernel { file: File },
 }
 
+/// A read position ([`RelayFile::read_position`], [`RelayFile::peek`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadPos {
+    /// Sub-buffers consumed so far (absolute count).
+    pub subbuf: u64,
+    /// Bytes consumed in the current one.
+    pub offset: usize,
+}
+
+impl From<(usize, usize)> for ReadPos {
+    fn from((subbuf, offset): (usize, usize)) -> Self {
+        ReadPos {
+            subbuf: subbuf as u64,
+            offset,
+        }
+    }
+}
+
 /// An open relay file. Dropping it is relay's `release`: the buffer memory stays alive while any
 /// reader (or mapping) holds it, even after the channel is closed.
 ///
@@ -238,6 +256,65 @@ impl RelayFile {
                     other => return other,
                 }
             },
+        }
+    }
+
+    /// A non-consuming [`RelayFile::read`] of at most one sub-buffer's bytes: copies what a read
+    /// would return, up to the end of the sub-buffer it starts in, and returns the byte count,
+    /// the read position of the first byte and the one after the last, for
+    /// [`RelayFile::consume`] once the bytes are stored (a consumer killed in between loses
+    /// nothing: they stay for the next reader). `from`: start there (a position an earlier peek
+    /// returned) rather than at the read position, so that several peeks can precede one
+    /// consume. User-space buffers only; kernel relay files consume on read (`Unsupported`).
+    pub fn peek(
+        &mut self,
+        out: &mut [u8],
+        from: Option<ReadPos>,
+    ) -> io::Result<(usize, ReadPos, ReadPos)> {
+        self.claimed()?;
+        match &self.kind {
+            Kind::User { mem, .. } => {
+                let b = mem.buf();
+                let _r = lock_reader(b);
+                let mut sink = SliceSink::new(out);
+                let from = from.map(|p| (p.subbuf as usize, p.offset));
+                // SAFETY: the reader lock is held.
+                let p = unsafe { b.peek(&mut sink, from) };
+                Ok((p.len, ReadPos::from(p.start), ReadPos::from(p.end)))
+            }
+            Kind::Kernel { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kernel relay files consume on read; there is no non-consuming read",
+            )),
+        }
+    }
+
+    /// Consumes up to `to`, a position returned by [`RelayFile::peek`].
+    pub fn consume(&mut self, to: ReadPos) -> io::Result<()> {
+        self.claimed()?;
+        match &self.kind {
+            Kind::User { mem, .. } => {
+                let b = mem.buf();
+                let _r = lock_reader(b);
+                // SAFETY: the reader lock is held.
+                unsafe { b.consume_to((to.subbuf as usize, to.offset)) };
+                Ok(())
+            }
+            Kind::Kernel { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kernel relay files consume on read",
+            )),
+        }
+    }
+
+    /// The read position: sub-buffers consumed so far and bytes consumed in the current one.
+    /// `Ok(None)` when the file cannot tell.
+    pub fn read_position(&self) -> io::Result<Option<ReadPos>> {
+        match &self.kind {
+            Kind::User { mem, .. } => Ok(Some(ReadPos::from(mem.buf().read_pos()))),
+            // rsrelay's ioctl; the kernel's C relay cannot tell.
+            Kind::Kernel { file } => Ok(super::kpos::kernel_read_position(file)?
+                .map(|(subbuf, offset)| ReadPos { subbuf, offset })),
         }
     }
 

@@ -21,8 +21,6 @@ const RSRELAY_IOC_READ_POS: u64 =
 /// The reader position of an open kernel relay file: (sub-buffers consumed so far as an
 /// absolute count, bytes consumed in the current one). `Ok(None)` for a file that cannot tell
 /// (the kernel's C relay, which has no such ioctl, or any other file: `ENOTTY`/`EINVAL`).
-// Called by `RelayFile::read_position` (interface 4, the recorder branch) once merged.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn kernel_read_position(file: &File) -> io::Result<Option<(u64, usize)>> {
     let mut pos = RawReadPos::default();
     // SAFETY: the ioctl writes at most one `struct rsrelay_read_pos` into `pos`, which is

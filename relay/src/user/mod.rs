@@ -8,6 +8,7 @@
 
 mod channel;
 mod file;
+pub mod index;
 mod kpos;
 mod nested;
 mod recorder;
@@ -20,6 +21,6 @@ pub use channel::{
     RawWriter, Reservation,
 };
 pub use file::WritePos;
-pub use file::{BufMapping, RelayFile};
-pub use recorder::{BufRecord, Recorder};
+pub use file::{BufMapping, ReadPos, RelayFile};
+pub use recorder::{copy_appended, index_path, trace_files, BufRecord, Recorder};
 pub use shm::{MAGIC, VERSION};
