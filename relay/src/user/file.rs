@@ -199,6 +199,10 @@ impl RelayFile {
             match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EWOULDBLOCK) => return Err(busy(own)),
+                // A kernel built without file locking (CONFIG_FILE_LOCKING=n, e.g. tinyconfig)
+                // has no flock: nothing can exclude a second reader there, and refusing every
+                // reader would make the files unreadable. Proceed without the claim.
+                Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => break,
                 _ => return Err(io::Error::new(e.kind(), format!("{}: {e}", fd_name(own)))),
             }
         }
