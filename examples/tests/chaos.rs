@@ -877,6 +877,7 @@ fn c03_recorder_killed_repeatedly_then_resumed() {
     assert_eq!(emitted, threads * per_thread);
     let mut seen: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     let mut final_acc = None;
+    let mut reported = 0;
     for (i, dir) in traces.iter().enumerate() {
         let d = decode(&s, &format!("decode{i}"), dir, &[]);
         let per = d.distinct();
@@ -893,21 +894,30 @@ fn c03_recorder_killed_repeatedly_then_resumed() {
         }
         if *dir == last {
             final_acc = Some(d.accounting());
+        } else {
+            reported += d.warnings.unwrap_or(0);
         }
     }
     let a = final_acc.unwrap();
     eprintln!(
-        "chaos recorder-kill: {} traces, {} distinct events, final {a:?}",
+        "chaos recorder-kill: {} traces, {} distinct events, {reported} warnings in the killed \
+         recorders' traces, final {a:?}",
         traces.len(),
         seen.len()
     );
     assert!(a.exact, "the writer finished: {a:?}");
     assert_eq!(a.emitted, emitted);
-    // What the killed recorders consumed is on their disks: nothing vanished unreported.
-    assert_eq!(
-        seen.len() as u64,
-        a.emitted - a.lost - a.overwritten,
-        "events across all traces vs emitted - lost - overwritten ({a:?})"
+    // What the killed recorders consumed is in their traces; the only excuse for an event in
+    // none of them is a chunk a recorder was killed while writing, which its trace reports.
+    let expected = a.emitted - a.lost - a.overwritten;
+    assert!(
+        seen.len() as u64 <= expected,
+        "more events across the traces than emitted - lost - overwritten ({a:?})"
+    );
+    assert!(
+        seen.len() as u64 == expected || reported > 0,
+        "{} events in no trace and nothing reported ({a:?})",
+        expected - seen.len() as u64
     );
 }
 
