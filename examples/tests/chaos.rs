@@ -627,23 +627,45 @@ fn mentions(haystack: &str, words: &[&str]) -> bool {
     words.iter().any(|w| h.contains(&w.to_lowercase()))
 }
 
+fn record_cmd(live: &Path, out: &Path) -> Command {
+    let mut c = Command::new(klog_decode());
+    c.arg("record").arg(live).arg(out);
+    c
+}
+
 // ---------------------------------------------------------------------------------------------
 // (1) Normal exit: exact accounting in both modes with tiny buffers (full at finish).
 
-fn normal_exit(mode: &str) {
-    let s = Scratch::new(&format!("normal-{mode}"));
+/// `external`: recorded by `klog-decode record` of the live directory (klog::record has no
+/// overwrite mode), else by the writer itself through klog::record.
+fn normal_exit(mode: &str, external: bool) {
+    let how = if external { "record" } else { "klog-record" };
+    let s = Scratch::new(&format!("normal-{mode}-{how}"));
     let trace = s.path("trace");
     let counts = s.path("counts");
-    let mut w = spawn(
-        &s,
-        "writer",
-        writer()
-            .args(["--threads", "8", "--events", "20000", "--mode", mode])
-            .args(["--subbuf-size", "4096", "--n-subbufs", "4", "--record"])
-            .arg(&trace)
-            .arg("--counts")
-            .arg(&counts),
-    );
+    let live = s.live("live");
+    let mut cmd = writer();
+    cmd.args(["--threads", "8", "--events", "20000", "--mode", mode])
+        .args(["--subbuf-size", "4096", "--n-subbufs", "4", "--counts"])
+        .arg(&counts);
+    if external {
+        cmd.arg("--live").arg(&live).arg("--hold");
+    } else {
+        cmd.arg("--record").arg(&trace);
+    }
+    let mut w = spawn(&s, "writer", &mut cmd);
+    if external {
+        wait_for("the live metadata", Duration::from_secs(30), || {
+            live.join("metadata").exists()
+        });
+        let mut r = spawn(&s, "record", &mut record_cmd(&live, &trace));
+        wait_for("the writer's counts", Duration::from_secs(120), || {
+            counts.exists()
+        });
+        w.close_stdin();
+        let st = r.wait(Duration::from_secs(60));
+        assert!(st.success(), "record: {st}\n{}", r.stderr());
+    }
     let st = w.wait(Duration::from_secs(120));
     assert!(st.success(), "writer: {st}\n{}", w.stderr());
     let emitted: u64 = read_counts(&counts).iter().sum();
@@ -658,7 +680,7 @@ fn normal_exit(mode: &str) {
     );
     let per = d.distinct();
     let a = d.accounting();
-    eprintln!("chaos normal-{mode}: {a:?}");
+    eprintln!("chaos normal-{mode}-{how}: {a:?}");
     assert!(
         a.exact,
         "the writer finished, so the totals are exact: {a:?}"
@@ -680,13 +702,18 @@ fn normal_exit(mode: &str) {
 }
 
 #[test]
-fn c01_normal_exit_no_overwrite_exact() {
-    normal_exit("no-overwrite");
+fn c01_normal_exit_no_overwrite_klog_record_exact() {
+    normal_exit("no-overwrite", false);
 }
 
 #[test]
-fn c01_normal_exit_overwrite_exact() {
-    normal_exit("overwrite");
+fn c01_normal_exit_no_overwrite_external_record_exact() {
+    normal_exit("no-overwrite", true);
+}
+
+#[test]
+fn c01_normal_exit_overwrite_external_record_exact() {
+    normal_exit("overwrite", true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -780,12 +807,6 @@ fn c02_writer_sigint_finishes_trace() {
 // ---------------------------------------------------------------------------------------------
 // (3) Signals to an external `klog-decode record` at random points, repeated, then a new
 //     recorder: every event exactly once across the traces, or reported lost.
-
-fn record_cmd(live: &Path, out: &Path) -> Command {
-    let mut c = Command::new(klog_decode());
-    c.arg("record").arg(live).arg(out);
-    c
-}
 
 #[test]
 fn c03_recorder_killed_repeatedly_then_resumed() {
