@@ -644,10 +644,13 @@ fn normal_exit(mode: &str, external: bool) {
     let trace = s.path("trace");
     let counts = s.path("counts");
     let live = s.live("live");
+    let progress = s.path("progress");
     let mut cmd = writer();
     cmd.args(["--threads", "8", "--events", "20000", "--mode", mode])
         .args(["--subbuf-size", "4096", "--n-subbufs", "4", "--counts"])
-        .arg(&counts);
+        .arg(&counts)
+        .arg("--progress")
+        .arg(&progress);
     if external {
         cmd.arg("--live").arg(&live).arg("--hold");
     } else {
@@ -655,9 +658,8 @@ fn normal_exit(mode: &str, external: bool) {
     }
     let mut w = spawn(&s, "writer", &mut cmd);
     if external {
-        wait_for("the live metadata", Duration::from_secs(30), || {
-            live.join("metadata").exists()
-        });
+        // The channel is open (every cpuN file) once an event went through it.
+        wait_progress(&mut w, &progress, 1);
         let mut r = spawn(&s, "record", &mut record_cmd(&live, &trace));
         wait_for("the writer's counts", Duration::from_secs(120), || {
             counts.exists()
@@ -831,9 +833,8 @@ fn c03_recorder_killed_repeatedly_then_resumed() {
             .arg("--progress")
             .arg(&progress),
     );
-    wait_for("the live metadata", Duration::from_secs(30), || {
-        live.join("metadata").exists()
-    });
+    // The channel is open (every cpuN file) once an event went through it.
+    wait_progress(&mut w, &progress, 1);
     let signals = [
         (libc::SIGKILL, "kill"),
         (libc::SIGTERM, "term"),
@@ -1088,6 +1089,7 @@ fn c06_second_consumer_refused() {
     let s = Scratch::new("two-readers");
     let live = s.live("live");
     let counts = s.path("counts");
+    let progress = s.path("progress");
     let mut w = spawn(
         &s,
         "writer",
@@ -1097,11 +1099,12 @@ fn c06_second_consumer_refused() {
             .arg(&live)
             .arg("--hold")
             .arg("--counts")
-            .arg(&counts),
+            .arg(&counts)
+            .arg("--progress")
+            .arg(&progress),
     );
-    wait_for("the live metadata", Duration::from_secs(30), || {
-        live.join("metadata").exists()
-    });
+    // The channel is open (every cpuN file) once an event went through it.
+    wait_progress(&mut w, &progress, 1);
     let t1 = s.path("trace1");
     let mut r1 = spawn(&s, "record1", &mut record_cmd(&live, &t1));
     let pid = r1.pid().to_string();
@@ -1478,6 +1481,7 @@ fn record_metadata_copy_fails(sig: i32, name: &str) {
     };
     let live = s.live("live");
     let counts = s.path("counts");
+    let progress = s.path("progress");
     let trigger = s.path("late");
     let mut w = spawn(
         &s,
@@ -1497,11 +1501,12 @@ fn record_metadata_copy_fails(sig: i32, name: &str) {
             .arg(&trigger)
             .arg("--hold")
             .arg("--counts")
-            .arg(&counts),
+            .arg(&counts)
+            .arg("--progress")
+            .arg(&progress),
     );
-    wait_for("the live metadata", Duration::from_secs(30), || {
-        live.join("metadata").exists()
-    });
+    // The channel is open (every cpuN file) once an event went through it.
+    wait_progress(&mut w, &progress, 1);
     let out = mnt.0.join("trace");
     let mut r = spawn(&s, "record", &mut record_cmd(&live, &out));
     wait_for(
