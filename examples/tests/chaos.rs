@@ -313,6 +313,38 @@ fn wait_progress(p: &mut Proc, path: &Path, n: u64) {
     }
 }
 
+/// Waits until `p` has every `cpuN` file of `live` open (a recorder started before the writer
+/// closes its channel must have opened the buffers to drain them), or has exited.
+fn wait_opened(p: &mut Proc, live: &Path) {
+    let cpus: BTreeSet<PathBuf> = std::fs::read_dir(live)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str()?.strip_prefix("cpu"))
+                        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let fds = format!("/proc/{}/fd", p.pid());
+    wait_for(
+        "the recorder to open the buffers",
+        Duration::from_secs(30),
+        || {
+            let open: BTreeSet<PathBuf> = std::fs::read_dir(&fds)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| std::fs::read_link(e.path()).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            !p.running() || cpus.iter().all(|c| open.contains(c))
+        },
+    );
+}
+
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -661,6 +693,7 @@ fn normal_exit(mode: &str, external: bool) {
         // The channel is open (every cpuN file) once an event went through it.
         wait_progress(&mut w, &progress, 1);
         let mut r = spawn(&s, "record", &mut record_cmd(&live, &trace));
+        wait_opened(&mut r, &live);
         wait_for("the writer's counts", Duration::from_secs(120), || {
             counts.exists()
         });
@@ -886,8 +919,7 @@ fn c03_recorder_killed_repeatedly_then_resumed() {
     });
     let last = s.path("rec-final");
     let mut r = spawn(&s, "rec-final", &mut record_cmd(&live, &last));
-    // Let it open the buffers before the channel closes.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_opened(&mut r, &live);
     w.close_stdin();
     let st = w.wait(Duration::from_secs(60));
     assert!(st.success(), "writer: {st}\n{}", w.stderr());
