@@ -1113,6 +1113,35 @@ fn c05_small_tmpfs_recording_to_full_disk() {
     let _ = w.wait(Duration::from_secs(30));
 }
 
+#[test]
+fn c05_small_tmpfs_klog_record_to_full_disk() {
+    let s = Scratch::new("tmpfs-klog-record");
+    let Some(mnt) = Tmpfs::mount(&s.path("mnt"), "8m") else {
+        return;
+    };
+    let trace = mnt.0.join("trace");
+    // About 20 MB of events in about 2 s.
+    let mut w = spawn(
+        &s,
+        "writer",
+        writer()
+            .args(["--threads", "4", "--events", "200000", "--pace", "100"])
+            .args(["--subbuf-size", "262144", "--n-subbufs", "8", "--record"])
+            .arg(&trace),
+    );
+    let st = w.wait(Duration::from_secs(60));
+    let err = w.stderr();
+    assert_no_foreign_signal("writer", st, &[], &err);
+    assert!(
+        !st.success(),
+        "klog::record on a full disk reported success\n{err}"
+    );
+    assert!(
+        mentions(&err, &["no space", "full"]),
+        "a clear disk-full error: {err}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // (6) Two consuming readers: the second is refused, naming the first's pid.
 
