@@ -252,6 +252,73 @@ fn writer() -> Command {
     Command::new(WRITER)
 }
 
+/// A writer on a live channel (`--live DIR --hold`), its channel open.
+struct LiveWriter {
+    p: Proc,
+    live: PathBuf,
+    counts: PathBuf,
+    progress: PathBuf,
+}
+
+/// Starts `chaos-writer ARGS --live s.live(name) --hold` and waits until its channel is open
+/// (every cpuN file exists once an event went through it).
+fn live_writer(s: &Scratch, name: &str, args: &[&str]) -> LiveWriter {
+    let live = s.live(name);
+    let counts = s.path(&format!("{name}.counts"));
+    let progress = s.path(&format!("{name}.progress"));
+    let mut p = spawn(
+        s,
+        name,
+        writer()
+            .args(args)
+            .arg("--live")
+            .arg(&live)
+            .arg("--hold")
+            .arg("--counts")
+            .arg(&counts)
+            .arg("--progress")
+            .arg(&progress),
+    );
+    wait_progress(&mut p, &progress, 1);
+    LiveWriter {
+        p,
+        live,
+        counts,
+        progress,
+    }
+}
+
+impl LiveWriter {
+    /// Waits until the writer has emitted everything; returns the total.
+    fn emitted(&self) -> u64 {
+        wait_for("the writer's counts", Duration::from_secs(120), || {
+            self.counts.exists()
+        });
+        read_counts(&self.counts).iter().sum()
+    }
+    /// Closes the channel (stdin) and expects a clean exit.
+    fn close(&mut self) {
+        self.p.close_stdin();
+        let st = self.p.wait(Duration::from_secs(60));
+        assert!(st.success(), "writer: {st}\n{}", self.p.stderr());
+    }
+}
+
+/// Waits for `p` (at most `timeout`), which must fail: a non-zero exit or a death by one of
+/// `allowed`, no other signal. Returns its stderr.
+fn expect_failure(p: &mut Proc, timeout: Duration, allowed: &[i32], what: &str) -> String {
+    let st = p.wait(timeout);
+    let err = p.stderr();
+    assert_no_foreign_signal(&p.name, st, allowed, &err);
+    assert!(!st.success(), "{}: {what}\n{err}", p.name);
+    err
+}
+
+/// Runs `cmd`, which must be refused ([`expect_failure`] within 30 s); returns its stderr.
+fn refused(s: &Scratch, name: &str, cmd: &mut Command, what: &str) -> String {
+    expect_failure(&mut spawn(s, name, cmd), Duration::from_secs(30), &[], what)
+}
+
 /// `thread T emitted N` lines of a counts file.
 fn read_counts(path: &Path) -> Vec<u64> {
     let s = std::fs::read_to_string(path)
@@ -570,6 +637,19 @@ fn decode(s: &Scratch, name: &str, dir: &Path, extra: &[&str]) -> Decoded {
     }
 }
 
+/// [`decode`], which must succeed.
+fn decode_ok(s: &Scratch, name: &str, dir: &Path, extra: &[&str]) -> Decoded {
+    let d = decode(s, name, dir, extra);
+    assert!(
+        d.status.success(),
+        "klog-decode {}: {}\n{}",
+        dir.display(),
+        d.status,
+        d.stderr
+    );
+    d
+}
+
 /// Every file under `dir` with its contents (the trees compared are small).
 fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut m = BTreeMap::new();
@@ -674,45 +754,46 @@ fn normal_exit(mode: &str, external: bool) {
     let how = if external { "record" } else { "klog-record" };
     let s = Scratch::new(&format!("normal-{mode}-{how}"));
     let trace = s.path("trace");
-    let counts = s.path("counts");
-    let live = s.live("live");
-    let progress = s.path("progress");
-    let mut cmd = writer();
-    cmd.args(["--threads", "8", "--events", "20000", "--mode", mode])
-        .args(["--subbuf-size", "4096", "--n-subbufs", "4", "--counts"])
-        .arg(&counts)
-        .arg("--progress")
-        .arg(&progress);
-    if external {
-        cmd.arg("--live").arg(&live).arg("--hold");
-    } else {
-        cmd.arg("--record").arg(&trace);
-    }
-    let mut w = spawn(&s, "writer", &mut cmd);
-    if external {
-        // The channel is open (every cpuN file) once an event went through it.
-        wait_progress(&mut w, &progress, 1);
-        let mut r = spawn(&s, "record", &mut record_cmd(&live, &trace));
-        wait_opened(&mut r, &live);
-        wait_for("the writer's counts", Duration::from_secs(120), || {
-            counts.exists()
-        });
-        w.close_stdin();
+    let args = [
+        "--threads",
+        "8",
+        "--events",
+        "20000",
+        "--mode",
+        mode,
+        "--subbuf-size",
+        "4096",
+        "--n-subbufs",
+        "4",
+    ];
+    let emitted = if external {
+        let mut w = live_writer(&s, "writer", &args);
+        let mut r = spawn(&s, "record", &mut record_cmd(&w.live, &trace));
+        wait_opened(&mut r, &w.live);
+        let emitted = w.emitted();
+        w.close();
         let st = r.wait(Duration::from_secs(60));
         assert!(st.success(), "record: {st}\n{}", r.stderr());
-    }
-    let st = w.wait(Duration::from_secs(120));
-    assert!(st.success(), "writer: {st}\n{}", w.stderr());
-    let emitted: u64 = read_counts(&counts).iter().sum();
+        emitted
+    } else {
+        let counts = s.path("counts");
+        let mut w = spawn(
+            &s,
+            "writer",
+            writer()
+                .args(args)
+                .arg("--record")
+                .arg(&trace)
+                .arg("--counts")
+                .arg(&counts),
+        );
+        let st = w.wait(Duration::from_secs(120));
+        assert!(st.success(), "writer: {st}\n{}", w.stderr());
+        read_counts(&counts).iter().sum()
+    };
     assert_eq!(emitted, 8 * 20_000);
 
-    let d = decode(&s, "decode", &trace, &[]);
-    assert!(
-        d.status.success(),
-        "klog-decode: {}\n{}",
-        d.status,
-        d.stderr
-    );
+    let d = decode_ok(&s, "decode", &trace, &[]);
     let per = d.distinct();
     let a = d.accounting();
     eprintln!("chaos normal-{mode}-{how}: {a:?}");
@@ -789,13 +870,7 @@ fn writer_signal(sig: i32, name: &str) {
     );
     let started: Vec<u64> = read_progress(&progress).iter().map(|x| x.0).collect();
 
-    let d = decode(&s, "decode", &trace, &[]);
-    assert!(
-        d.status.success(),
-        "klog-decode: {}\n{}",
-        d.status,
-        d.stderr
-    );
+    let d = decode_ok(&s, "decode", &trace, &[]);
     let per = d.distinct();
     let a = d.accounting();
     eprintln!("chaos writer-{name}: {a:?}");
@@ -847,27 +922,14 @@ fn c02_writer_sigint_finishes_trace() {
 fn c03_recorder_killed_repeatedly_then_resumed() {
     let s = Scratch::new("recorder-kill");
     let mut rng = Rng::new("recorder-kill");
-    let live = s.live("live");
-    let counts = s.path("counts");
-    let progress = s.path("progress");
     let threads = 4u64;
     let per_thread = 40_000u64;
-    let mut w = spawn(
+    let events = per_thread.to_string();
+    let mut w = live_writer(
         &s,
         "writer",
-        writer()
-            .args(["--threads", "4", "--events", &per_thread.to_string()])
-            .args(["--pace", "20", "--subbuf-size", "65536", "--n-subbufs", "8"])
-            .arg("--live")
-            .arg(&live)
-            .arg("--hold")
-            .arg("--counts")
-            .arg(&counts)
-            .arg("--progress")
-            .arg(&progress),
+        &["--threads", "4", "--events", &events, "--pace", "20"],
     );
-    // The channel is open (every cpuN file) once an event went through it.
-    wait_progress(&mut w, &progress, 1);
     let signals = [
         (libc::SIGKILL, "kill"),
         (libc::SIGTERM, "term"),
@@ -876,7 +938,7 @@ fn c03_recorder_killed_repeatedly_then_resumed() {
     ];
     let mut traces = Vec::new();
     for round in 0..6 {
-        if !w.running() || counts.exists() {
+        if !w.p.running() || w.counts.exists() {
             break;
         }
         let (sig, name) = signals[rng.below(signals.len() as u64) as usize];
@@ -884,7 +946,7 @@ fn c03_recorder_killed_repeatedly_then_resumed() {
         let mut r = spawn(
             &s,
             &format!("rec{round}-{name}"),
-            &mut record_cmd(&live, &out),
+            &mut record_cmd(&w.live, &out),
         );
         std::thread::sleep(rng.millis(50, 400));
         let allowed: &[i32] = if sig == libc::SIGSTOP {
@@ -914,20 +976,14 @@ fn c03_recorder_killed_repeatedly_then_resumed() {
         std::thread::sleep(rng.millis(0, 200));
     }
     // The last recorder drains the rest once the writer has finished.
-    wait_for("the writer's counts", Duration::from_secs(120), || {
-        counts.exists()
-    });
+    let emitted = w.emitted();
     let last = s.path("rec-final");
-    let mut r = spawn(&s, "rec-final", &mut record_cmd(&live, &last));
-    wait_opened(&mut r, &live);
-    w.close_stdin();
-    let st = w.wait(Duration::from_secs(60));
-    assert!(st.success(), "writer: {st}\n{}", w.stderr());
+    let mut r = spawn(&s, "rec-final", &mut record_cmd(&w.live, &last));
+    wait_opened(&mut r, &w.live);
+    w.close();
     let st = r.wait(Duration::from_secs(60));
     assert!(st.success(), "final recorder: {st}\n{}", r.stderr());
     traces.push(last.clone());
-
-    let emitted: u64 = read_counts(&counts).iter().sum();
     assert_eq!(emitted, threads * per_thread);
     let mut seen: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     let mut final_acc = None;
@@ -1001,13 +1057,7 @@ fn c04_fork_storm() {
     assert!(st.success(), "writer: {st}\n{err}");
     let emitted: u64 = read_counts(&counts).iter().sum();
 
-    let d = decode(&s, "decode", &trace, &[]);
-    assert!(
-        d.status.success(),
-        "klog-decode: {}\n{}",
-        d.status,
-        d.stderr
-    );
+    let d = decode_ok(&s, "decode", &trace, &[]);
     let per = d.distinct();
     assert!(
         per.keys().all(|&t| t < CHILD_T),
@@ -1040,20 +1090,14 @@ fn c05_small_tmpfs_channel_does_not_fit() {
     };
     let live = mnt.0.join("live");
     // 4 × 4 MiB per CPU: more than 8 MiB on any machine.
-    let mut w = spawn(
+    let err = refused(
         &s,
         "writer",
         writer()
             .args(["--threads", "2", "--events", "100000"])
             .args(["--subbuf-size", "4194304", "--n-subbufs", "4", "--live"])
             .arg(&live),
-    );
-    let st = w.wait(Duration::from_secs(60));
-    let err = w.stderr();
-    assert_no_foreign_signal("writer", st, &[], &err);
-    assert!(
-        !st.success(),
-        "a channel larger than the tmpfs opened\n{err}"
+        "a channel larger than the tmpfs opened",
     );
     assert!(
         err.contains(&live.display().to_string()) && mentions(&err, &["space", "free"]),
@@ -1074,43 +1118,32 @@ fn c05_small_tmpfs_recording_to_full_disk() {
     let Some(mnt) = Tmpfs::mount(&s.path("mnt"), "8m") else {
         return;
     };
-    let live = s.live("live");
-    let progress = s.path("progress");
-    let mut w = spawn(
-        &s,
-        "writer",
-        writer()
-            .args([
-                "--threads",
-                "4",
-                "--events",
-                "0",
-                "--pace",
-                "100",
-                "--max-secs",
-                "20",
-            ])
-            .args(["--subbuf-size", "262144", "--n-subbufs", "8", "--live"])
-            .arg(&live)
-            .arg("--hold")
-            .arg("--progress")
-            .arg(&progress),
-    );
-    wait_progress(&mut w, &progress, 1000);
+    let args = [
+        "--threads",
+        "4",
+        "--events",
+        "0",
+        "--pace",
+        "100",
+        "--max-secs",
+        "20",
+    ];
+    let w = live_writer(&s, "writer", &args);
     let out = mnt.0.join("trace");
-    let mut r = spawn(&s, "record", &mut record_cmd(&live, &out));
+    let mut r = spawn(&s, "record", &mut record_cmd(&w.live, &out));
     // 8 MiB fill up in a few seconds at this pace; the recorder must stop by itself, well
     // before the writer does.
-    let st = r.wait(Duration::from_secs(15));
-    let err = r.stderr();
-    assert_no_foreign_signal("record", st, &[], &err);
-    assert!(!st.success(), "record on a full disk exited 0\n{err}");
+    let err = expect_failure(
+        &mut r,
+        Duration::from_secs(15),
+        &[],
+        "exited 0 on a full disk",
+    );
     assert!(
-        mentions(&err, &["no space", "disk full", "full"]),
+        mentions(&err, &["no space", "full"]),
         "a clear disk-full error: {err}"
     );
-    w.signal(libc::SIGKILL);
-    let _ = w.wait(Duration::from_secs(30));
+    w.p.signal(libc::SIGKILL);
 }
 
 #[test]
@@ -1119,7 +1152,6 @@ fn c05_small_tmpfs_klog_record_to_full_disk() {
     let Some(mnt) = Tmpfs::mount(&s.path("mnt"), "8m") else {
         return;
     };
-    let trace = mnt.0.join("trace");
     // About 20 MB of events in about 2 s.
     let mut w = spawn(
         &s,
@@ -1127,14 +1159,13 @@ fn c05_small_tmpfs_klog_record_to_full_disk() {
         writer()
             .args(["--threads", "4", "--events", "200000", "--pace", "100"])
             .args(["--subbuf-size", "262144", "--n-subbufs", "8", "--record"])
-            .arg(&trace),
+            .arg(mnt.0.join("trace")),
     );
-    let st = w.wait(Duration::from_secs(60));
-    let err = w.stderr();
-    assert_no_foreign_signal("writer", st, &[], &err);
-    assert!(
-        !st.success(),
-        "klog::record on a full disk reported success\n{err}"
+    let err = expect_failure(
+        &mut w,
+        Duration::from_secs(60),
+        &[],
+        "klog::record on a full disk reported success",
     );
     assert!(
         mentions(&err, &["no space", "full"]),
@@ -1148,26 +1179,10 @@ fn c05_small_tmpfs_klog_record_to_full_disk() {
 #[test]
 fn c06_second_consumer_refused() {
     let s = Scratch::new("two-readers");
-    let live = s.live("live");
-    let counts = s.path("counts");
-    let progress = s.path("progress");
-    let mut w = spawn(
-        &s,
-        "writer",
-        writer()
-            .args(["--threads", "2", "--events", "3000", "--pace", "10"])
-            .args(["--subbuf-size", "65536", "--n-subbufs", "8", "--live"])
-            .arg(&live)
-            .arg("--hold")
-            .arg("--counts")
-            .arg(&counts)
-            .arg("--progress")
-            .arg(&progress),
-    );
-    // The channel is open (every cpuN file) once an event went through it.
-    wait_progress(&mut w, &progress, 1);
+    let args = ["--threads", "2", "--events", "3000", "--pace", "10"];
+    let mut w = live_writer(&s, "writer", &args);
     let t1 = s.path("trace1");
-    let mut r1 = spawn(&s, "record1", &mut record_cmd(&live, &t1));
+    let mut r1 = spawn(&s, "record1", &mut record_cmd(&w.live, &t1));
     let pid = r1.pid().to_string();
     // The claim is an flock, listed in /proc/locks with the holder's pid.
     wait_for(
@@ -1180,50 +1195,28 @@ fn c06_second_consumer_refused() {
                 .any(|l| l.split_whitespace().nth(4) == Some(pid.as_str()))
         },
     );
-    let t2 = s.path("trace2");
-    let mut r2 = spawn(&s, "record2", &mut record_cmd(&live, &t2));
-    let st = r2.wait(Duration::from_secs(30));
-    let err = r2.stderr();
-    assert_no_foreign_signal("record2", st, &[], &err);
-    assert!(
-        !st.success(),
-        "a second consuming reader was allowed\n{err}"
-    );
-    assert!(err.contains(&pid), "the refusal names pid {pid}: {err}");
-    let mut f = spawn(
-        &s,
-        "follow",
-        Command::new(klog_decode()).arg("--follow").arg(&live),
-    );
-    let st = f.wait(Duration::from_secs(30));
-    let err = f.stderr();
-    assert_no_foreign_signal("--follow", st, &[], &err);
-    assert!(
-        !st.success(),
-        "--follow beside a recorder was allowed\n{err}"
-    );
-    assert!(err.contains(&pid), "the refusal names pid {pid}: {err}");
+    let second = [record_cmd(&w.live, &s.path("trace2")), {
+        let mut c = Command::new(klog_decode());
+        c.arg("--follow").arg(&w.live);
+        c
+    }];
+    for (name, mut cmd) in ["record2", "follow"].into_iter().zip(second) {
+        let err = refused(&s, name, &mut cmd, "a second consuming reader was allowed");
+        assert!(
+            err.contains(&pid),
+            "{name}: the refusal names pid {pid}: {err}"
+        );
+    }
     // A non-consuming snapshot stays allowed.
-    let snap = decode(&s, "snapshot", &live, &["--snapshot"]);
-    assert!(
-        !snap.stderr.contains(&pid),
-        "a snapshot was refused: {}",
-        snap.stderr
-    );
-    snap.distinct();
+    decode_ok(&s, "snapshot", &w.live, &["--snapshot"]).distinct();
 
-    wait_for("the writer's counts", Duration::from_secs(60), || {
-        counts.exists()
-    });
-    w.close_stdin();
-    assert!(w.wait(Duration::from_secs(30)).success());
+    let emitted = w.emitted();
+    w.close();
     let st = r1.wait(Duration::from_secs(30));
     assert!(st.success(), "record1: {st}\n{}", r1.stderr());
-    let d = decode(&s, "decode", &t1, &[]);
-    assert!(d.status.success(), "{}", d.stderr);
+    let d = decode_ok(&s, "decode", &t1, &[]);
     d.distinct();
     let a = d.accounting();
-    let emitted: u64 = read_counts(&counts).iter().sum();
     assert!(a.exact && a.emitted == emitted, "{a:?} vs {emitted}");
     assert_eq!(
         a.unrecorded, 0,
@@ -1235,108 +1228,84 @@ fn c06_second_consumer_refused() {
 // ---------------------------------------------------------------------------------------------
 // (7) Reopening an existing trace (live, crashed, recorded) is refused and changes nothing.
 
+/// Runs `cmd`, which must be refused with an error naming `dir`, and leave `dir` as it was.
+fn refused_unchanged(s: &Scratch, name: &str, cmd: &mut Command, dir: &Path, what: &str) {
+    let before = snapshot_tree(dir);
+    let err = refused(s, name, cmd, what);
+    assert!(
+        err.contains(&dir.display().to_string()),
+        "{name}: the error names {}: {err}",
+        dir.display()
+    );
+    assert_tree_unchanged(what, &before, dir);
+}
+
+fn demo_cmd(live: &Path, s: &Scratch) -> Command {
+    let mut c = Command::new(DEMO);
+    c.args(["--events", "10", "--live"])
+        .arg(live)
+        .arg("--out")
+        .arg(s.path("demo-out"));
+    c
+}
+
 #[test]
 fn c07_reopen_live_trace_refused() {
     let s = Scratch::new("reopen-live");
-    let live = s.live("live");
-    let counts = s.path("counts");
-    let mut w = spawn(
-        &s,
-        "writer",
-        writer()
-            .args(["--threads", "2", "--events", "1000", "--live"])
-            .arg(&live)
-            .arg("--hold")
-            .arg("--counts")
-            .arg(&counts),
-    );
-    wait_for("the writer's counts", Duration::from_secs(60), || {
-        counts.exists()
-    });
-    let before = snapshot_tree(&live);
-    let mut w2 = spawn(
+    let mut w = live_writer(&s, "writer", &["--threads", "2", "--events", "1000"]);
+    w.emitted();
+    let mut again = writer();
+    again.args(["--events", "10", "--live"]).arg(&w.live);
+    refused_unchanged(
         &s,
         "writer2",
-        writer().args(["--events", "10", "--live"]).arg(&live),
+        &mut again,
+        &w.live,
+        "a second handler on a live trace",
     );
-    let st = w2.wait(Duration::from_secs(30));
-    let err = w2.stderr();
-    assert_no_foreign_signal("writer2", st, &[], &err);
-    assert!(
-        !st.success(),
-        "a second handler opened on a live trace\n{err}"
-    );
-    assert!(
-        err.contains(&live.display().to_string()),
-        "the error names the directory: {err}"
-    );
-    assert_tree_unchanged("second handler on a live trace", &before, &live);
-    let mut demo = spawn(
+    let mut demo = demo_cmd(&w.live, &s);
+    refused_unchanged(
         &s,
         "demo",
-        Command::new(DEMO)
-            .args(["--events", "10", "--live"])
-            .arg(&live)
-            .arg("--out")
-            .arg(s.path("demo-out")),
+        &mut demo,
+        &w.live,
+        "klog-demo --live on a live trace",
     );
-    let st = demo.wait(Duration::from_secs(30));
-    assert_no_foreign_signal("klog-demo", st, &[], &demo.stderr());
-    assert!(!st.success(), "klog-demo opened on a live trace");
-    assert_tree_unchanged("klog-demo --live on a live trace", &before, &live);
-    w.close_stdin();
-    assert!(w.wait(Duration::from_secs(30)).success());
+    w.close();
 }
 
 #[test]
 fn c07_reopen_crashed_flight_recorder_refused() {
     let s = Scratch::new("reopen-crashed");
-    let live = s.live("live");
-    let progress = s.path("progress");
-    let mut w = spawn(
-        &s,
-        "writer",
-        writer()
-            .args([
-                "--threads",
-                "2",
-                "--events",
-                "0",
-                "--pace",
-                "10",
-                "--mode",
-                "overwrite",
-            ])
-            .args(["--subbuf-size", "16384", "--n-subbufs", "4", "--live"])
-            .arg(&live)
-            .arg("--progress")
-            .arg(&progress),
+    let args = [
+        "--threads",
+        "2",
+        "--events",
+        "0",
+        "--pace",
+        "10",
+        "--mode",
+        "overwrite",
+    ];
+    let mut w = live_writer(&s, "writer", &args);
+    wait_progress(&mut w.p, &w.progress, 3000);
+    w.p.signal(libc::SIGKILL);
+    let _ = w.p.wait(Duration::from_secs(30));
+    assert!(
+        !snapshot_tree(&w.live).is_empty(),
+        "the crashed run left nothing"
     );
-    wait_progress(&mut w, &progress, 3000);
-    w.signal(libc::SIGKILL);
-    let _ = w.wait(Duration::from_secs(30));
-    let before = snapshot_tree(&live);
-    assert!(!before.is_empty(), "the crashed run left nothing");
-    let mut w2 = spawn(
+    let mut again = writer();
+    again.args(["--events", "10", "--live"]).arg(&w.live);
+    refused_unchanged(
         &s,
         "writer2",
-        writer().args(["--events", "10", "--live"]).arg(&live),
+        &mut again,
+        &w.live,
+        "a handler over a crashed trace",
     );
-    let st = w2.wait(Duration::from_secs(30));
-    let err = w2.stderr();
-    assert_no_foreign_signal("writer2", st, &[], &err);
-    assert!(
-        !st.success(),
-        "a handler opened over a crashed run's trace\n{err}"
-    );
-    assert!(
-        err.contains(&live.display().to_string()),
-        "the error names the directory: {err}"
-    );
-    assert_tree_unchanged("handler over a crashed trace", &before, &live);
     // The crash evidence still decodes.
-    let d = decode(&s, "snapshot", &live, &["--snapshot"]);
-    assert!(d.status.success(), "{}", d.stderr);
+    let d = decode_ok(&s, "snapshot", &w.live, &["--snapshot"]);
     assert!(!d.distinct().is_empty(), "no events in the crashed trace");
 }
 
@@ -1352,67 +1321,36 @@ fn c07_reopen_recorded_trace_refused() {
             .arg(&trace),
     );
     assert!(w.wait(Duration::from_secs(60)).success(), "{}", w.stderr());
-    let before = snapshot_tree(&trace);
-    // klog::record into an existing trace.
-    let mut w2 = spawn(
+    let mut again = writer();
+    again.args(["--events", "10", "--record"]).arg(&trace);
+    refused_unchanged(
         &s,
         "writer2",
-        writer().args(["--events", "10", "--record"]).arg(&trace),
+        &mut again,
+        &trace,
+        "klog::record into a trace",
     );
-    let st = w2.wait(Duration::from_secs(30));
-    let err = w2.stderr();
-    assert_no_foreign_signal("writer2", st, &[], &err);
-    assert!(
-        !st.success(),
-        "klog::record overwrote an existing trace\n{err}"
-    );
-    assert!(err.contains(&trace.display().to_string()), "{err}");
-    assert_tree_unchanged("klog::record into a trace", &before, &trace);
-    // klog-decode record into an existing trace.
-    let live = s.live("live");
-    let counts = s.path("counts");
-    let mut w3 = spawn(
+    let mut live = live_writer(&s, "live", &["--threads", "1", "--events", "100"]);
+    live.emitted();
+    let mut rec = record_cmd(&live.live, &trace);
+    refused_unchanged(
         &s,
-        "writer3",
-        writer()
-            .args(["--threads", "1", "--events", "100", "--live"])
-            .arg(&live)
-            .arg("--hold")
-            .arg("--counts")
-            .arg(&counts),
+        "record",
+        &mut rec,
+        &trace,
+        "klog-decode record into a trace",
     );
-    wait_for("the writer's counts", Duration::from_secs(60), || {
-        counts.exists()
-    });
-    let mut r = spawn(&s, "record", &mut record_cmd(&live, &trace));
-    let st = r.wait(Duration::from_secs(30));
-    let err = r.stderr();
-    assert_no_foreign_signal("record", st, &[], &err);
-    assert!(!st.success(), "record overwrote an existing trace\n{err}");
-    assert!(err.contains(&trace.display().to_string()), "{err}");
-    assert_tree_unchanged("klog-decode record into a trace", &before, &trace);
-    w3.close_stdin();
-    assert!(w3.wait(Duration::from_secs(30)).success());
-    // klog-demo --live on a directory of the user's.
+    live.close();
+    // klog-demo --live on a directory of the user's: whatever it does, the user's file stays.
     let mine = s.path("mine");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("notes.txt"), b"precious").unwrap();
-    let before = snapshot_tree(&mine);
-    let mut demo = spawn(
-        &s,
-        "demo",
-        Command::new(DEMO)
-            .args(["--events", "10", "--live"])
-            .arg(&mine)
-            .arg("--out")
-            .arg(s.path("demo-out")),
-    );
+    let mut demo = spawn(&s, "demo", &mut demo_cmd(&mine, &s));
     let st = demo.wait(Duration::from_secs(30));
     assert_no_foreign_signal("klog-demo", st, &[], &demo.stderr());
-    let after = snapshot_tree(&mine);
     assert_eq!(
-        after.get(&mine.join("notes.txt")),
-        before.get(&mine.join("notes.txt")),
+        std::fs::read(mine.join("notes.txt")).ok().as_deref(),
+        Some(&b"precious"[..]),
         "klog-demo --live destroyed a file it did not create"
     );
 }
@@ -1437,8 +1375,7 @@ fn c08_swapped_metadata_refused() {
     };
     let (a, b) = (run("a"), run("b"));
     // Control: each trace decodes with its own metadata.
-    let d = decode(&s, "decode-b", &b, &[]);
-    assert!(d.status.success(), "{}", d.stderr);
+    let d = decode_ok(&s, "decode-b", &b, &[]);
     assert!(!d.distinct().is_empty());
     std::fs::copy(a.join("metadata"), b.join("metadata")).unwrap();
     let d = decode(&s, "decode-swapped", &b, &[]);
@@ -1486,8 +1423,7 @@ fn c09_bit_flips_reported_never_printed() {
             .arg(&trace),
     );
     assert!(w.wait(Duration::from_secs(60)).success(), "{}", w.stderr());
-    let clean = decode(&s, "clean", &trace, &[]);
-    assert!(clean.status.success(), "{}", clean.stderr);
+    let clean = decode_ok(&s, "clean", &trace, &[]);
     let all = clean.distinct();
     let a0 = clean.accounting();
     assert_eq!(clean.warnings, Some(0), "{}", clean.stderr);
@@ -1540,58 +1476,42 @@ fn record_metadata_copy_fails(sig: i32, name: &str) {
     let Some(mnt) = Tmpfs::mount(&s.path("mnt"), "1m") else {
         return;
     };
-    let live = s.live("live");
-    let counts = s.path("counts");
-    let progress = s.path("progress");
     let trigger = s.path("late");
-    let mut w = spawn(
-        &s,
-        "writer",
-        writer()
-            .args([
-                "--threads",
-                "2",
-                "--events",
-                "2000",
-                "--pace",
-                "10",
-                "--live",
-            ])
-            .arg(&live)
-            .arg("--late-when")
-            .arg(&trigger)
-            .arg("--hold")
-            .arg("--counts")
-            .arg(&counts)
-            .arg("--progress")
-            .arg(&progress),
-    );
-    // The channel is open (every cpuN file) once an event went through it.
-    wait_progress(&mut w, &progress, 1);
+    let late = trigger.to_str().unwrap();
+    let args = [
+        "--threads",
+        "2",
+        "--events",
+        "2000",
+        "--pace",
+        "10",
+        "--late-when",
+        late,
+    ];
+    let mut w = live_writer(&s, "writer", &args);
     let out = mnt.0.join("trace");
-    let mut r = spawn(&s, "record", &mut record_cmd(&live, &out));
+    let mut r = spawn(&s, "record", &mut record_cmd(&w.live, &out));
     wait_for(
         "the recorder's metadata copy",
         Duration::from_secs(30),
         || out.join("metadata").metadata().is_ok_and(|m| m.len() > 0),
     );
+    // The regular events are in the buffers (and mostly on disk) before the disk fills up.
+    wait_progress(&mut w.p, &w.progress, 4000);
     let filler = fill(&mnt.0);
     // The writer now defines 64 callsites: its metadata grows past the copy's page, and the
     // copy fails with ENOSPC.
     File::create(&trigger).unwrap();
-    wait_for("the writer's counts", Duration::from_secs(60), || {
-        counts.exists()
-    });
+    w.emitted();
     // Stopping by itself is fine; otherwise the signal must stop it.
     if r.try_wait_for(Duration::from_secs(3)).is_none() {
         r.signal(sig);
     }
-    let st = r.wait(Duration::from_secs(15));
-    let err = r.stderr();
-    assert_no_foreign_signal("record", st, &[sig], &err);
-    assert!(
-        !st.success(),
-        "record exited 0 although its copy failed\n{err}"
+    let err = expect_failure(
+        &mut r,
+        Duration::from_secs(15),
+        &[sig],
+        "exited 0 although its copy failed",
     );
     assert!(
         mentions(&err, &["no space", "full"]),
@@ -1604,8 +1524,7 @@ fn record_metadata_copy_fails(sig: i32, name: &str) {
         Some(filler),
         "the recorder touched a file it did not create"
     );
-    w.close_stdin();
-    assert!(w.wait(Duration::from_secs(30)).success(), "{}", w.stderr());
+    w.close();
 }
 
 #[test]
