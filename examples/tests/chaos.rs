@@ -23,19 +23,10 @@ use serde_json::Value;
 const WRITER: &str = env!("CARGO_BIN_EXE_chaos-writer");
 const DEMO: &str = env!("CARGO_BIN_EXE_klog-demo");
 
-/// `mix` and `NAMES` of chaos-writer: the checker recomputes every argument from `(t, seq)`.
-fn mix(t: u32, seq: u64) -> u32 {
-    let x = (seq ^ (u64::from(t) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (x >> 32) as u32
-}
-const NAMES: [&str; 5] = [
-    "eth0",
-    "nvme0n1",
-    "",
-    "wlan-ünïcode",
-    "a much longer device name",
-];
-const CHILD_T: u64 = 1_000_000;
+#[path = "../src/chaos_events.rs"]
+mod chaos_events;
+use chaos_events::{mix, NAMES};
+const CHILD_T: u64 = chaos_events::CHILD_T as u64;
 
 /// The `klog-decode` binary of this build's profile. It belongs to another package, which
 /// `cargo test -p klog-examples` does not build, so it is built here (a no-op when it is fresh).
@@ -312,6 +303,16 @@ fn expect_failure(p: &mut Proc, timeout: Duration, allowed: &[i32], what: &str) 
     assert_no_foreign_signal(&p.name, st, allowed, &err);
     assert!(!st.success(), "{}: {what}\n{err}", p.name);
     err
+}
+
+/// [`expect_failure`] with a clear disk-full message.
+fn expect_disk_full(p: &mut Proc, timeout: Duration, allowed: &[i32], what: &str) {
+    let err = expect_failure(p, timeout, allowed, what);
+    assert!(
+        mentions(&err, &["no space", "full"]),
+        "{}: a clear disk-full error: {err}",
+        p.name
+    );
 }
 
 /// Runs `cmd`, which must be refused ([`expect_failure`] within 30 s); returns its stderr.
@@ -1133,15 +1134,11 @@ fn c05_small_tmpfs_recording_to_full_disk() {
     let mut r = spawn(&s, "record", &mut record_cmd(&w.live, &out));
     // 8 MiB fill up in a few seconds at this pace; the recorder must stop by itself, well
     // before the writer does.
-    let err = expect_failure(
+    expect_disk_full(
         &mut r,
         Duration::from_secs(15),
         &[],
         "exited 0 on a full disk",
-    );
-    assert!(
-        mentions(&err, &["no space", "full"]),
-        "a clear disk-full error: {err}"
     );
     w.p.signal(libc::SIGKILL);
 }
@@ -1161,15 +1158,11 @@ fn c05_small_tmpfs_klog_record_to_full_disk() {
             .args(["--subbuf-size", "262144", "--n-subbufs", "8", "--record"])
             .arg(mnt.0.join("trace")),
     );
-    let err = expect_failure(
+    expect_disk_full(
         &mut w,
         Duration::from_secs(60),
         &[],
         "klog::record on a full disk reported success",
-    );
-    assert!(
-        mentions(&err, &["no space", "full"]),
-        "a clear disk-full error: {err}"
     );
 }
 
@@ -1507,15 +1500,11 @@ fn record_metadata_copy_fails(sig: i32, name: &str) {
     if r.try_wait_for(Duration::from_secs(3)).is_none() {
         r.signal(sig);
     }
-    let err = expect_failure(
+    expect_disk_full(
         &mut r,
         Duration::from_secs(15),
         &[sig],
         "exited 0 although its copy failed",
-    );
-    assert!(
-        mentions(&err, &["no space", "full"]),
-        "a clear disk-full error: {err}"
     );
     assert_eq!(
         std::fs::metadata(mnt.0.join("filler"))

@@ -47,23 +47,9 @@ use std::time::{Duration, Instant};
 
 use klog::{klog, klog_raw, klog_warn, RelayConfig, RelayHandler};
 
-/// The names of the `retry` form (index `seq % 5`).
-const NAMES: [&str; 5] = [
-    "eth0",
-    "nvme0n1",
-    "",
-    "wlan-ünïcode",
-    "a much longer device name",
-];
-/// `t` of fork-storm children: first child.
-const CHILD_T: u32 = 1_000_000;
-
-/// The argument every event derives from `(t, seq)`: a checker recomputes it, so a damaged
-/// value that still decodes is caught.
-fn mix(t: u32, seq: u64) -> u32 {
-    let x = (seq ^ (u64::from(t) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (x >> 32) as u32
-}
+#[path = "../chaos_events.rs"]
+mod chaos_events;
+use chaos_events::{mix, CHILD_T, NAMES};
 
 struct Args {
     threads: usize,
