@@ -9,7 +9,8 @@
 //!              [--fork-storm N] [--late-when FILE] [--counts FILE] [--progress FILE] [--hold]
 //! ```
 //!
-//! * `--record DIR`: the application records its own trace into DIR (`klog::record`).
+//! * `--record DIR`: the application records its own trace into DIR (`klog::record`; it has no
+//!   overwrite mode).
 //! * `--live DIR`: only a live channel in DIR, for an external `klog-decode record`; with
 //!   `--hold` the finished channel stays open until stdin reaches end-of-file, so a recorder
 //!   started late can still drain it.
@@ -318,15 +319,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn config(a: &Args, dir: &Path) -> RelayConfig {
-    RelayConfig {
-        subbuf_size: a.subbuf_size,
-        n_subbufs: a.n_subbufs,
-        overwrite: a.overwrite,
-        ..RelayConfig::new(dir)
-    }
-}
-
 /// Runs the writer threads (and the fork storm) to the end; returns per-thread counts.
 fn emit_all(a: &Args, progress: &Progress) -> (Vec<u64>, Storm) {
     let stop = AtomicBool::new(false);
@@ -356,19 +348,32 @@ fn emit_all(a: &Args, progress: &Progress) -> (Vec<u64>, Storm) {
 fn run(a: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     let progress = Progress::open(a.progress.as_deref(), a.threads)?;
     if let Some(dir) = &a.record {
-        let rec = record::start(dir, a)?;
+        if a.overwrite {
+            return Err("--record: klog::record has no overwrite mode (use --live)".into());
+        }
+        let rec = klog::RecordConfig {
+            subbuf_size: a.subbuf_size,
+            n_subbufs: a.n_subbufs,
+            ..klog::RecordConfig::new(dir)
+        }
+        .start()?;
         let (counts, storm) = emit_all(a, &progress);
-        let stats = rec.finish()?;
-        write_counts(a, &counts, &storm, &stats)?;
+        let sum = rec.finish()?;
+        write_counts(a, &counts, &storm, &sum.frames, &sum.lost)?;
         return Ok(storm.hung == 0 && storm.failed == 0);
     }
     let live = a.live.as_deref().unwrap_or(Path::new("."));
-    let handler = Arc::new(RelayHandler::open(&config(a, live))?);
+    let handler = Arc::new(RelayHandler::open(&RelayConfig {
+        subbuf_size: a.subbuf_size,
+        n_subbufs: a.n_subbufs,
+        overwrite: a.overwrite,
+        ..RelayConfig::new(live)
+    })?);
     klog::register(handler.clone())?;
     let (counts, storm) = emit_all(a, &progress);
     klog::unregister();
     let stats = handler.finish();
-    write_counts(a, &counts, &storm, &stats)?;
+    write_counts(a, &counts, &storm, &stats.frames, &stats.lost)?;
     if a.hold {
         // The channel stays open (and its files in place) until the test closes stdin.
         let mut sink = Vec::new();
@@ -382,7 +387,8 @@ fn write_counts(
     a: &Args,
     counts: &[u64],
     storm: &Storm,
-    stats: &klog::HandlerStats,
+    frames: &[u64],
+    lost: &[u64],
 ) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &a.counts {
         let mut s = String::new();
@@ -394,59 +400,12 @@ fn write_counts(
             storm.forks,
             storm.hung,
             storm.failed,
-            stats.frames.iter().sum::<u64>(),
-            stats.lost.iter().sum::<u64>()
+            frames.iter().sum::<u64>(),
+            lost.iter().sum::<u64>()
         );
         File::create(path)
             .and_then(|mut f| f.write_all(s.as_bytes()))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
-}
-
-/// `--record`: the application records its own trace.
-mod record {
-    use super::*;
-    use relay::user::Recorder;
-
-    /// Today's recording recipe (a live channel in /dev/shm, a relay `Recorder` thread, the
-    /// metadata copied at the end) until `klog::record` (interface 6) is available.
-    pub struct Recording {
-        handler: Arc<RelayHandler>,
-        live: PathBuf,
-        out: PathBuf,
-        stop: Arc<AtomicBool>,
-        thread: std::thread::JoinHandle<io::Result<Vec<relay::user::BufRecord>>>,
-    }
-
-    pub fn start(dir: &Path, a: &Args) -> Result<Recording, Box<dyn std::error::Error>> {
-        let live = PathBuf::from(format!("/dev/shm/chaos-writer-{}", std::process::id()));
-        let handler = Arc::new(RelayHandler::open(&config(a, &live))?);
-        std::fs::create_dir_all(dir)?;
-        let rec = Recorder::for_dir(&live, "cpu", dir)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || rec.run(&s));
-        klog::register(handler.clone())?;
-        Ok(Recording {
-            handler,
-            live,
-            out: dir.to_path_buf(),
-            stop,
-            thread,
-        })
-    }
-
-    impl Recording {
-        pub fn finish(self) -> Result<klog::HandlerStats, Box<dyn std::error::Error>> {
-            klog::unregister();
-            let stats = self.handler.finish();
-            self.stop.store(true, Ordering::Release);
-            self.thread.join().map_err(|_| "recorder panicked")??;
-            std::fs::copy(self.live.join("metadata"), self.out.join("metadata"))?;
-            drop(self.handler);
-            let _ = std::fs::remove_dir_all(&self.live);
-            Ok(stats)
-        }
-    }
 }
