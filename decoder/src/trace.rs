@@ -495,12 +495,13 @@ fn first_trace_id(meta: &Metadata, data: &[u8], snapshot: bool) -> Option<u64> {
 /// (`per_cpu`: each stream's CPU label and statistics) and the metadata's totals records.
 pub fn account(meta: &Metadata, per_cpu: &[(u16, &Stats)]) -> Accounting {
     use std::collections::BTreeMap;
-    // (decoded, lost reported by the headers) per CPU.
-    let mut seen: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
+    // (decoded, lost reported by the headers, events of recorded prefixes) per CPU.
+    let mut seen: BTreeMap<u16, (u64, u64, u64)> = BTreeMap::new();
     for (cpu, s) in per_cpu {
         let e = seen.entry(*cpu).or_default();
         e.0 = e.0.saturating_add(s.events.saturating_add(s.raw_records));
         e.1 = e.1.saturating_add(s.lost_events);
+        e.2 = e.2.saturating_add(s.unrecorded_events);
     }
     let mut a = Accounting {
         exact: (0..meta.header.n_cpus).all(|c| meta.totals.contains_key(&c)),
@@ -509,15 +510,20 @@ pub fn account(meta: &Metadata, per_cpu: &[(u16, &Stats)]) -> Accounting {
     let cpus: std::collections::BTreeSet<u16> =
         seen.keys().chain(meta.totals.keys()).copied().collect();
     for cpu in cpus {
-        let (d, header_lost) = seen.get(&cpu).copied().unwrap_or_default();
+        let (d, header_lost, prefix) = seen.get(&cpu).copied().unwrap_or_default();
         // Saturating: the counters come from the trace's bytes, which may be damaged.
         a.decoded = a.decoded.saturating_add(d);
         let Some(t) = meta.totals.get(&cpu).filter(|t| t.written >= d) else {
             // No totals (the writer did not finish, or an older version), or totals older than
             // the stream (events after them): what the streams show, a lower bound.
+            // The events of a recorded prefix (taken by an earlier reader) are known: they
+            // count as unrecorded, not as absent.
             a.exact = false;
-            a.emitted = a.emitted.saturating_add(d.saturating_add(header_lost));
+            a.emitted = a
+                .emitted
+                .saturating_add(d.saturating_add(header_lost).saturating_add(prefix));
             a.lost = a.lost.saturating_add(header_lost);
+            a.unrecorded = a.unrecorded.saturating_add(prefix);
             continue;
         };
         let missing = t.written - d;
@@ -783,4 +789,45 @@ fn with_index(dir: &Path, cpu: u16, data: StreamData, stats: &mut Stats) -> (Str
 /// Where `decode_dir` looks for stream `cpu`.
 pub fn stream_path(dir: &Path, cpu: u16) -> PathBuf {
     dir.join(format!("cpu{cpu}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{Mode, TraceHeader};
+
+    /// Without totals records, the events of a recorded prefix (read by an earlier reader) are
+    /// in the accounting as unrecorded, not silently absent.
+    #[test]
+    fn prefix_events_are_unrecorded_without_totals() {
+        let meta = Metadata {
+            header: TraceHeader {
+                version: klog::wire::VERSION,
+                n_cpus: 2,
+                mode: Mode::NoOverwrite,
+                subbuf_size: 4096,
+                n_subbufs: 4,
+                trace_id: Some(1),
+            },
+            clocks: Vec::new(),
+            callsites: Default::default(),
+            parsed_len: 0,
+            totals: Default::default(),
+        };
+        let s0 = Stats {
+            events: 100,
+            unrecorded_events: 7,
+            ..Stats::default()
+        };
+        let s1 = Stats {
+            events: 50,
+            lost_events: 3,
+            ..Stats::default()
+        };
+        let a = account(&meta, &[(0, &s0), (1, &s1)]);
+        assert_eq!(
+            (a.emitted, a.decoded, a.lost, a.unrecorded, a.exact),
+            (160, 150, 3, 7, false)
+        );
+    }
 }

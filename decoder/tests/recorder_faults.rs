@@ -176,6 +176,14 @@ fn sigkill_then_second_recorder_loses_and_repeats_nothing() {
             missing.len(),
             rb.stats.unrecorded_events
         );
+        // What the first reader took of the second trace's first sub-buffer is accounted for
+        // (unrecorded), with or without the writer's totals.
+        let acct = rb.stats.accounting.expect("accounting");
+        assert!(
+            acct.unrecorded >= rb.stats.unrecorded_events,
+            "round {round}: {acct:?}, {} prefix events",
+            rb.stats.unrecorded_events
+        );
         prefixes += u64::from(rb.stats.unrecorded_events > 0);
     }
     assert!(

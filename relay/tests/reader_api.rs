@@ -440,3 +440,33 @@ fn subbufs_consumed_moves_read_position() {
     assert_eq!(read_all(&mut f, 1000), vec![6; 10]);
     assert_eq!(f.stats().unwrap().subbufs_consumed, 4);
 }
+
+/// `read_prefix` returns the read position with the bytes of its sub-buffer before it (what an
+/// earlier reader consumed), nothing at a sub-buffer start, and nothing once the writer has
+/// reused the slot (overwrite mode laps it).
+#[test]
+fn read_prefix_is_the_consumed_start_of_the_current_subbuf() {
+    let chan = Channel::open(None, None, 256, 2, Global(relay::Overwrite)).unwrap();
+    let mut f = chan.open_file(0).unwrap();
+    let (pos, bytes) = f.read_prefix().unwrap();
+    assert_eq!((pos.unwrap().subbuf, pos.unwrap().offset), (0, 0));
+    assert!(bytes.is_empty());
+    assert!(chan.write(&[1; 40]));
+    assert!(chan.write(&[2; 20]));
+    let mut first = [0u8; 50];
+    assert_eq!(f.read(&mut first).unwrap(), 50);
+    let (pos, bytes) = f.read_prefix().unwrap();
+    let pos = pos.unwrap();
+    assert_eq!((pos.subbuf, pos.offset), (0, 50));
+    assert_eq!(bytes, first);
+    // The position does not move: the next read continues after the prefix.
+    assert_eq!(read_all(&mut f, 64), vec![2; 10]);
+    // The writer laps the slot of the position: its start is gone.
+    chan.flush();
+    for _ in 0..3 {
+        assert!(chan.write(&[3; 200]));
+        chan.flush();
+    }
+    let (_, bytes) = f.read_prefix().unwrap();
+    assert!(bytes.is_empty());
+}

@@ -145,7 +145,7 @@ kd_rerecord() {
         acct=$(grep -m1 '^accounting: ' $T.$r.stats)
         [ -n "$acct" ] || kl_fail "trace $r: no accounting line"
         echo "  trace $r: $(grep -c ' spin cpu ' $T.$r.txt) spin events; $acct"
-        grep -E '\.\.=|missing' $T.$r.stats | head -3 | kl_indent
+        grep -E '\.\.=|missing|inside a sub-buffer|not decoded' $T.$r.stats | head -3 | kl_indent
         l=$(echo "$acct" | sed -n 's/.* lost=\([0-9]*\).*/\1/p')
         o=$(echo "$acct" | sed -n 's/.* overwritten=\([0-9]*\).*/\1/p')
         lost=$((lost + ${l:-0} + ${o:-0}))

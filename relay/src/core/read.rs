@@ -143,6 +143,52 @@ impl Buf {
         (consumed, bytes.min(self.geometry().subbuf_size()))
     }
 
+    /// The read position and the bytes before it in its sub-buffer (the start of a sub-buffer
+    /// an earlier reader consumed part of: its header, and the frames a decoder needs for the
+    /// time reference). Copies `bytes_consumed` bytes of the current slot into `sink` (if it has
+    /// room for all of them) and returns the position with the number of bytes committed: 0
+    /// when the position is at a sub-buffer start, the sink is too small, or the writer has
+    /// started reusing the slot (the bytes are gone).
+    ///
+    /// # Safety
+    ///
+    /// The caller has reader exclusivity (the backend's reader lock), so the position cannot
+    /// move during the copy.
+    pub unsafe fn read_prefix<S: ReadSink + ?Sized>(
+        &self,
+        sink: &mut S,
+    ) -> ((usize, usize), usize) {
+        let pos = self.read_pos();
+        let (consumed, bytes) = pos;
+        let n = self.geometry().n_subbufs();
+        let size = self.geometry().subbuf_size();
+        if bytes == 0 || sink.room() < bytes {
+            return (pos, 0);
+        }
+        let intact = |produced: usize, offset: usize| {
+            let ahead = produced.wrapping_sub(consumed);
+            // `ahead == n` with a refused switch: a full no-overwrite buffer, nobody writes.
+            ahead < n || (ahead == n && offset > size)
+        };
+        match self.writer_snapshot() {
+            Some((p, o)) if intact(p, o) => {}
+            _ => return (pos, 0),
+        }
+        // SAFETY: `slot * size + bytes <= size()` (bytes <= subbuf_size); the sink's contract
+        // covers the destination.
+        if !unsafe { sink.copy(self.data_ptr().add((consumed % n) * size), bytes) } {
+            return (pos, 0);
+        }
+        fence(Ordering::Acquire);
+        match self.writer_snapshot() {
+            Some((p, o)) if intact(p, o) => {
+                sink.commit(bytes);
+                (pos, bytes)
+            }
+            _ => (pos, 0),
+        }
+    }
+
     /// Consumes up to the position a [`Buf::peek`] returned. A position behind the current one
     /// (modulo the counter's wrap) is ignored; one ahead may be any distance ahead (in overwrite
     /// mode a run of peeks can follow the writer through more than `n_subbufs` sub-buffers).

@@ -35,12 +35,26 @@ void rsr_vm_open(struct vm_area_struct *vma);
 void rsr_vm_close(struct vm_area_struct *vma);
 vm_fault_t rsr_vm_fault(struct vm_fault *vmf);
 void rsr_fop_read_pos(struct file *file, u64 *subbuf, u64 *offset);
+int rsr_fop_read_prefix(struct file *file, u64 *subbuf, u64 *offset, char __user *ubuf, u64 *len);
 
-/* RSRELAY_IOC_READ_POS (rsrelay.h); any other command is not ours. */
+/* RSRELAY_IOC_READ_POS and RSRELAY_IOC_READ_PREFIX (rsrelay.h); any other command is not ours. */
 static long rsr_fop_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct rsrelay_read_pos pos;
+	struct rsrelay_read_prefix pre;
+	int err;
 
+	if (cmd == RSRELAY_IOC_READ_PREFIX) {
+		if (copy_from_user(&pre, (void __user *)arg, sizeof(pre)))
+			return -EFAULT;
+		err = rsr_fop_read_prefix(file, &pre.subbuf, &pre.offset,
+					  u64_to_user_ptr(pre.buf), &pre.len);
+		if (err)
+			return err;
+		if (copy_to_user((void __user *)arg, &pre, sizeof(pre)))
+			return -EFAULT;
+		return 0;
+	}
 	if (cmd != RSRELAY_IOC_READ_POS)
 		return -ENOTTY;
 	rsr_fop_read_pos(file, &pos.subbuf, &pos.offset);

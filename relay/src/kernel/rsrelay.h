@@ -64,6 +64,22 @@ struct rsrelay_read_pos {
 };
 #define RSRELAY_IOC_READ_POS _IOR(0xb9, 1, struct rsrelay_read_pos)
 
+/*
+ * ioctl(fd, RSRELAY_IOC_READ_PREFIX, &p): the reader's position as RSRELAY_IOC_READ_POS, and
+ * the `offset` bytes of its sub-buffer before it (the part an earlier reader consumed: its
+ * header, and the time reference of the frames after it) copied to user address `buf`, both
+ * under the reader lock. In: `buf`, `len` (its size). Out: `subbuf`, `offset`, `len` = bytes
+ * copied (0 at a sub-buffer start, when `len` < `offset`, or when the writer has reused the
+ * slot).
+ */
+struct rsrelay_read_prefix {
+	__u64 subbuf;
+	__u64 offset;
+	__u64 buf;
+	__u64 len;
+};
+#define RSRELAY_IOC_READ_PREFIX _IOWR(0xb9, 2, struct rsrelay_read_prefix)
+
 /* relay_open: returns a channel or an ERR_PTR (-EINVAL bad sizes, -ENOMEM, create errors). */
 struct rsrelay_chan *rsrelay_open(const char *base_filename, struct dentry *parent,
 				  size_t subbuf_size, size_t n_subbufs,

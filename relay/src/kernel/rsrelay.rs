@@ -1036,6 +1036,51 @@ pub unsafe extern "C" fn rsr_fop_read_pos(file: *mut file, subbuf: *mut u64, off
     }
 }
 
+/// `RSRELAY_IOC_READ_PREFIX` (rsrelay.h, glue.c's ioctl): the reader's position and the bytes
+/// of its sub-buffer before it (up to `len`, at the user address `ubuf`), taken together under
+/// the reader mutex. `*len` becomes the number of bytes copied: 0 at a sub-buffer start, when
+/// `len` is too small or when the writer has reused the slot; negative errno on a fault.
+#[no_mangle]
+/// # Safety
+///
+/// Called by glue.c's ioctl for an open rsrelay file, with three writable outputs and a user
+/// pointer `ubuf` of `*len` bytes (checked by copy_to_user).
+pub unsafe extern "C" fn rsr_fop_read_prefix(
+    file: *mut file,
+    subbuf: *mut u64,
+    offset: *mut u64,
+    ubuf: *mut ffi::c_char,
+    len: *mut u64,
+) -> c_int {
+    // SAFETY: open relay file.
+    let b = unsafe { file_buf(file) };
+    // SAFETY: the glue passes valid outputs.
+    let room = usize::try_from(unsafe { *len }).unwrap_or(usize::MAX);
+    let mut sink = UserSink {
+        dst: ubuf.cast(),
+        room,
+        pos: 0,
+        fault: false,
+    };
+    // SAFETY: the mutex gives reader exclusivity for core.read_prefix; lock and unlock pair up.
+    let ((consumed, bytes), n) = unsafe {
+        sys::rsr_kobj_lock(b.kobj);
+        let r = b.core.read_prefix(&mut sink);
+        sys::rsr_kobj_unlock(b.kobj);
+        r
+    };
+    if sink.fault {
+        return -14; // EFAULT
+    }
+    // SAFETY: the glue passes valid outputs.
+    unsafe {
+        *subbuf = consumed as u64;
+        *offset = bytes as u64;
+        *len = n as u64;
+    }
+    0
+}
+
 /// Copies to a user-space buffer.
 struct UserSink {
     dst: *mut u8,

@@ -322,6 +322,29 @@ impl RelayFile {
         }
     }
 
+    /// The read position with the bytes of its sub-buffer before it (what an earlier reader
+    /// consumed of it: the header and the frames before the position), taken together under
+    /// the reader lock. The bytes are empty at a sub-buffer start, when the writer has reused
+    /// the slot, or when the file cannot tell (then the position may still be known).
+    pub fn read_prefix(&self) -> io::Result<(Option<ReadPos>, Vec<u8>)> {
+        match &self.kind {
+            Kind::User { mem, .. } => {
+                let b = mem.buf();
+                let mut out = vec![0u8; b.geometry().subbuf_size()];
+                let _r = lock_reader(b);
+                let mut sink = crate::core::SliceSink::new(&mut out);
+                // SAFETY: the reader lock is held.
+                let (pos, n) = unsafe { b.read_prefix(&mut sink) };
+                out.truncate(n);
+                Ok((Some(ReadPos::from(pos)), out))
+            }
+            Kind::Kernel { file } => match super::kpos::kernel_read_prefix(file)? {
+                Some(((subbuf, offset), bytes)) => Ok((Some(ReadPos { subbuf, offset }), bytes)),
+                None => Ok((self.read_position()?, Vec::new())),
+            },
+        }
+    }
+
     /// relay's `poll` without waiting: `Readable` when at least one complete sub-buffer is
     /// unconsumed, `Finalized` once the channel is closed.
     pub fn poll_now(&self) -> io::Result<Poll> {

@@ -44,6 +44,63 @@ pub(crate) fn kernel_read_position(file: &File) -> io::Result<Option<(u64, usize
     }
 }
 
+/// A read position (sub-buffers consumed, bytes consumed) and the bytes before it.
+pub(crate) type KernelPrefix = ((u64, usize), Vec<u8>);
+
+/// `struct rsrelay_read_prefix` (rsrelay.h).
+#[repr(C)]
+#[derive(Default)]
+struct RawReadPrefix {
+    subbuf: u64,
+    offset: u64,
+    buf: u64,
+    len: u64,
+}
+
+/// `_IOWR(0xb9, 2, struct rsrelay_read_prefix)`: direction read|write (3).
+const RSRELAY_IOC_READ_PREFIX: u64 =
+    (3 << 30) | ((std::mem::size_of::<RawReadPrefix>() as u64) << 16) | (0xb9 << 8) | 2;
+
+/// The reader position of an open kernel relay file with the bytes of its sub-buffer before
+/// it (consumed by an earlier reader), taken together by the kernel under its reader lock.
+/// The prefix is empty at a sub-buffer start or when the writer has reused the slot.
+/// `Ok(None)` for a file without the ioctl (an older rsrelay, the C relay, any other file).
+pub(crate) fn kernel_read_prefix(file: &File) -> io::Result<Option<KernelPrefix>> {
+    // The position first, for the size of the buffer; the second call returns the position
+    // again (it only moves by reads, which are this reader's own).
+    let Some((_, offset)) = kernel_read_position(file)? else {
+        return Ok(None);
+    };
+    let mut bytes = vec![0u8; offset];
+    let mut p = RawReadPrefix {
+        buf: bytes.as_mut_ptr() as u64,
+        len: bytes.len() as u64,
+        ..RawReadPrefix::default()
+    };
+    // SAFETY: the ioctl reads and writes one `struct rsrelay_read_prefix` at `p` and copies at
+    // most `p.len` bytes to `p.buf`, which is `bytes`; other files reject the command.
+    let r = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            RSRELAY_IOC_READ_PREFIX as _,
+            &mut p as *mut RawReadPrefix,
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOTTY) | Some(libc::EINVAL) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let offset = usize::try_from(p.offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "read offset out of range"))?;
+    let copied = usize::try_from(p.len).unwrap_or(0);
+    // Only a complete prefix is one (a short one means the position moved: another reader).
+    bytes.truncate(if copied == offset { copied } else { 0 });
+    Ok(Some(((p.subbuf, offset), bytes)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +109,8 @@ mod tests {
     fn request_number_is_the_c_macro() {
         // _IOR(0xb9, 1, struct { __u64; __u64; }) as computed by the C preprocessor.
         assert_eq!(RSRELAY_IOC_READ_POS, 0x8010_b901);
+        // _IOWR(0xb9, 2, struct { __u64; __u64; __u64; __u64; }).
+        assert_eq!(RSRELAY_IOC_READ_PREFIX, 0xc020_b902);
     }
 
     #[test]
@@ -60,5 +119,6 @@ mod tests {
         assert_eq!(kernel_read_position(&f).unwrap(), None);
         let f = File::open("Cargo.toml").unwrap();
         assert_eq!(kernel_read_position(&f).unwrap(), None);
+        assert_eq!(kernel_read_prefix(&f).unwrap(), None);
     }
 }

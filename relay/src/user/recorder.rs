@@ -244,28 +244,6 @@ fn create(path: &Path, replace: bool) -> io::Result<File> {
     })
 }
 
-/// The bytes of the read position's sub-buffer before the position (its header and the frames
-/// an earlier reader consumed), copied through `mmap` without consuming anything. Empty at a
-/// sub-buffer boundary, for kernel files, or when the writer has already reused the slot.
-fn prefix_of(file: &RelayFile, pos: ReadPos) -> io::Result<Vec<u8>> {
-    let Some(g) = file.geometry().filter(|_| pos.offset > 0) else {
-        return Ok(Vec::new());
-    };
-    let (size, n) = (g.subbuf_size(), g.n_subbufs());
-    let map = file.mmap(size * n)?;
-    let at = (pos.subbuf % n as u64) as usize * size;
-    let Some(bytes) = map.as_slice().get(at..at + pos.offset.min(size)) else {
-        return Ok(Vec::new());
-    };
-    let bytes = bytes.to_vec();
-    // Valid only if the writer did not start reusing the slot before or during the copy.
-    let produced = file.stats().map_or(u64::MAX, |s| s.subbufs_produced as u64);
-    if produced.wrapping_sub(pos.subbuf) >= n as u64 {
-        return Ok(Vec::new());
-    }
-    Ok(bytes)
-}
-
 fn to_idx(p: Option<ReadPos>) -> index::IdxPos {
     p.map(|p| (p.subbuf, p.offset as u64))
 }
@@ -291,12 +269,10 @@ fn drain(
     let idx_path = index_path(&out);
     let mut w = create(&out, replace)?;
     let mut idx = create(&idx_path, replace)?;
-    let start = file.read_position()?;
-    // Without the prefix (no mapping possible) the decoder still resynchronises at the next
-    // header; the recording itself need not fail for it.
-    let prefix = start
-        .and_then(|p| prefix_of(&file, p).ok())
-        .unwrap_or_default();
+    // The position and the bytes before it in its sub-buffer, together (the kernel copies
+    // them under its reader lock). Without the prefix (an older kernel module, a reused slot)
+    // the decoder still resynchronises at the next header and reports the bytes before it.
+    let (start, prefix) = file.read_prefix()?;
     idx.write_all(&index::encode_start(to_idx(start), &prefix))
         .map_err(annotate("writing", &idx_path))?;
     let mut chunk = vec![0u8; CHUNK];
