@@ -142,8 +142,8 @@ impl Callsite {
         let at = (meta as *const Meta)
             .cast::<u8>()
             .wrapping_sub(core::mem::offset_of!(Callsite, meta));
-        // SAFETY: `meta` is the `meta` field of a `Callsite` (the registry only passes those),
-        // so stepping back by the field's offset gives that callsite, alive as long as `meta`.
+        // The registry only passes `meta` fields of `Callsite`s.
+        // SAFETY: so stepping back by the field's offset gives that callsite, alive as `meta`.
         unsafe { &*at.cast::<Callsite>() }
     }
 
@@ -329,8 +329,8 @@ fn register(cs: &'static Callsite) -> bool {
         /// This module's `struct module` (every module's `.mod.c` defines it).
         static __this_module: u8;
     }
-    // SAFETY: a static callsite; klog_core links it and unlinks it when this module goes
-    // away. `__this_module` is only taken by address.
+    // klog_core links the callsite and unlinks it when this module goes away.
+    // SAFETY: a static callsite; `__this_module` is only taken by address.
     let r = unsafe {
         klog_register_callsite(
             (cs as *const Callsite).cast(),

@@ -160,8 +160,8 @@ impl Drop for Registration {
 fn watch_forks() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: registers a handler with the C runtime; `after_fork_in_child` is an
-        // `extern "C" fn()` valid for the life of the process.
+        // Registers a child handler with the C runtime.
+        // SAFETY: `after_fork_in_child` is an `extern "C" fn()` valid for the process's life.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
 }

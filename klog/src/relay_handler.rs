@@ -846,8 +846,7 @@ impl RelayHandler {
             // state. A flush refused by a full buffer is fine: the totals count what it drops.
             let mut t = None;
             dispatch::with_slot_held(slot, || {
-                // SAFETY: `with_slot_held` holds emit slot `slot`, which serialises every
-                // writer of buffer `slot`.
+                // SAFETY: emit slot `slot` is held: it serialises every writer of buffer `slot`.
                 unsafe { self.chan.flush_unlocked(slot) };
                 t = Some(lane.totals(slot as u16));
             });

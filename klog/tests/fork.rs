@@ -143,8 +143,8 @@ fn fork_storm_while_a_thread_logs() {
             })
             .unwrap();
             let own_dir = own.0.join(format!("c{k}"));
-            // SAFETY: the child only runs `child` and leaves with `_exit`, never returning into
-            // the test harness.
+            // The child only runs `child` and leaves with `_exit`.
+            // SAFETY: so it never returns into the (multi-threaded) test harness.
             let pid = unsafe { libc::fork() };
             assert!(pid >= 0, "fork");
             if pid == 0 {

@@ -43,8 +43,9 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
     // SAFETY: both descriptors were just created and are owned here.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
-    // SAFETY: the child only writes into shared memory, uses async-signal-safe calls (write,
-    // raise, _exit) and never returns into the test harness.
+    // The child only writes into shared memory and uses async-signal-safe calls (write,
+    // raise, _exit).
+    // SAFETY: so it is sound after fork, and it never returns into the test harness.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork");
     if pid == 0 {

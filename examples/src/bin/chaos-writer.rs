@@ -151,8 +151,8 @@ impl Progress {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         f.set_len(len as u64)?;
         use std::os::fd::AsRawFd;
-        // SAFETY: a fresh shared mapping of a file we just sized to `len` bytes; no other
-        // mapping in this process aliases it.
+        // The file was just sized to `len` bytes; no other mapping in this process aliases it.
+        // SAFETY: a fresh shared mapping of that file, checked for MAP_FAILED below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -178,8 +178,9 @@ impl Progress {
         if off + 8 > len {
             return None;
         }
-        // SAFETY: `off` is 8-aligned inside the live mapping (page-aligned base), which lasts
-        // as long as `self`; the words are only accessed atomically.
+        // The mapping (page-aligned base) lives as long as `self`; its words are only accessed
+        // atomically.
+        // SAFETY: `off` is 8-aligned and inside that live mapping.
         Some(unsafe { &*p.add(off).cast::<AtomicU64>() })
     }
 

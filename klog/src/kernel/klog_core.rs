@@ -107,8 +107,9 @@ fn module_name(m: &Meta) -> &[u8] {
     if owner.is_null() {
         return b"?";
     }
-    // SAFETY: a linked callsite's owner is its module, loaded while the callsite is linked
-    // (the notifier unlinks first); `name` is a NUL-terminated array inside it.
+    // A linked callsite's owner is its module, loaded while the callsite is linked (the
+    // notifier unlinks first).
+    // SAFETY: so `owner` is a live module, whose `name` is a NUL-terminated array.
     unsafe { core::ffi::CStr::from_ptr(klog_module_name(owner)) }.to_bytes()
 }
 

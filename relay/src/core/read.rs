@@ -174,8 +174,8 @@ impl Buf {
             Some((p, o)) if intact(p, o) => {}
             _ => return (pos, 0),
         }
-        // SAFETY: `slot * size + bytes <= size()` (bytes <= subbuf_size); the sink's contract
-        // covers the destination.
+        // The sink's contract covers the destination.
+        // SAFETY: `slot * size + bytes <= size()` (bytes <= subbuf_size).
         if !unsafe { sink.copy(self.data_ptr().add((consumed % n) * size), bytes) } {
             return (pos, 0);
         }
@@ -289,8 +289,8 @@ impl Buf {
                 None => break,
             };
             let len = room.min(end - bytes);
-            // SAFETY: `slot * size + end <= size()` since `end <= subbuf_size`; the sink's
-            // contract covers the destination.
+            // The sink's contract covers the destination.
+            // SAFETY: `slot * size + end <= size()` since `end <= subbuf_size`.
             if !unsafe { sink.copy(self.data_ptr().add(slot * size + bytes), len) } {
                 break;
             }

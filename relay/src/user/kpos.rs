@@ -23,8 +23,8 @@ const RSRELAY_IOC_READ_POS: u64 =
 /// (the kernel's C relay, which has no such ioctl, or any other file: `ENOTTY`/`EINVAL`).
 pub(crate) fn kernel_read_position(file: &File) -> io::Result<Option<(u64, usize)>> {
     let mut pos = RawReadPos::default();
-    // SAFETY: the ioctl writes at most one `struct rsrelay_read_pos` into `pos`, which is
-    // that struct; other files reject the command without touching it.
+    // Other files reject the command without touching `pos`.
+    // SAFETY: the ioctl writes at most one `struct rsrelay_read_pos` into `pos`, that struct.
     let r = unsafe {
         libc::ioctl(
             file.as_raw_fd(),
@@ -77,8 +77,9 @@ pub(crate) fn kernel_read_prefix(file: &File) -> io::Result<Option<KernelPrefix>
         len: bytes.len() as u64,
         ..RawReadPrefix::default()
     };
-    // SAFETY: the ioctl reads and writes one `struct rsrelay_read_prefix` at `p` and copies at
-    // most `p.len` bytes to `p.buf`, which is `bytes`; other files reject the command.
+    // The ioctl copies at most `p.len` bytes to `p.buf`, which is `bytes`; other files reject
+    // the command.
+    // SAFETY: the ioctl reads and writes one `struct rsrelay_read_prefix` at `p`.
     let r = unsafe {
         libc::ioctl(
             file.as_raw_fd(),
