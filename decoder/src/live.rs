@@ -151,37 +151,12 @@ pub fn record(
     let meta = MetaSource::open(&meta_src)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", meta_src.display())))?;
     let mut copied = 0u64;
-    let inner = AtomicBool::new(false);
     let deadline = opts.duration.map(|d| Instant::now() + d);
-    let mut meta_err = copy_appended(|| meta.read(), &meta_src, &meta_dst, &mut copied).err();
-    let buffers = std::thread::scope(|s| {
-        // Started even when the first copy failed: it stops at once below and reports its own
-        // errors, and the buffers keep what it did not write.
-        let h = s.spawn(|| rec.run(&inner));
-        loop {
-            if meta_err.is_some()
-                || stop.load(Ordering::Acquire)
-                || deadline.is_some_and(|d| Instant::now() >= d)
-            {
-                inner.store(true, Ordering::Release);
-            }
-            if h.is_finished() {
-                break;
-            }
-            std::thread::sleep(TICK);
-            if meta_err.is_none() {
-                meta_err = copy_appended(|| meta.read(), &meta_src, &meta_dst, &mut copied).err();
-            }
-        }
-        h.join()
-            .unwrap_or_else(|_| Err(io::Error::other("recorder panicked")))
-    });
-    // A buffer's write error first (it names the cpuN file), else the metadata's.
-    let buffers = buffers?;
-    if let Some(e) = meta_err {
-        return Err(e);
-    }
-    copy_appended(|| meta.read(), &meta_src, &meta_dst, &mut copied)?;
+    let buffers = rec.run_following(
+        TICK,
+        || stop.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d),
+        || copy_appended(|| meta.read(), &meta_src, &meta_dst, &mut copied),
+    )?;
     Ok(RecordReport {
         buffers,
         metadata_bytes: copied,

@@ -288,30 +288,11 @@ fn drain(
     meta_dst: &Path,
 ) -> io::Result<Vec<BufRecord>> {
     let mut copied = 0u64;
-    let inner = AtomicBool::new(false);
-    let mut meta_err =
-        copy_appended(|| std::fs::read(meta_src), meta_src, meta_dst, &mut copied).err();
-    let res = std::thread::scope(|s| {
-        let h = s.spawn(|| recorder.run(&inner));
-        while !h.is_finished() {
-            if meta_err.is_some() || stop.load(Ordering::Acquire) {
-                inner.store(true, Ordering::Release);
-            }
-            std::thread::sleep(META_TICK);
-            if meta_err.is_none() {
-                meta_err =
-                    copy_appended(|| std::fs::read(meta_src), meta_src, meta_dst, &mut copied)
-                        .err();
-            }
-        }
-        h.join()
-            .unwrap_or_else(|_| Err(io::Error::other("klog recorder thread panicked")))
-    })?;
-    if let Some(e) = meta_err {
-        return Err(e);
-    }
-    copy_appended(|| std::fs::read(meta_src), meta_src, meta_dst, &mut copied)?;
-    Ok(res)
+    recorder.run_following(
+        META_TICK,
+        || stop.load(Ordering::Acquire),
+        || copy_appended(|| std::fs::read(meta_src), meta_src, meta_dst, &mut copied),
+    )
 }
 
 /// Removes what the handler created in the live directory, then the directory if empty.

@@ -155,6 +155,46 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// [`Recorder::run`] with `tick` called every `interval` beside it (a klog recorder copies
+    /// the growing `metadata` there with [`copy_appended`]), until `stop()` says so or `tick`
+    /// fails; then, the buffers drained, `tick` once more. A buffer's error comes first (it
+    /// names the `cpuN` file), then the tick's.
+    pub fn run_following(
+        self,
+        interval: Duration,
+        stop: impl Fn() -> bool,
+        mut tick: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<Vec<BufRecord>> {
+        let inner = AtomicBool::new(false);
+        let mut err = tick().err();
+        let buffers = std::thread::scope(|s| {
+            // Started even when the first tick failed: it stops at once below and reports its
+            // own errors, and the buffers keep what it did not write.
+            let h = s.spawn(|| self.run(&inner));
+            loop {
+                if err.is_some() || stop() {
+                    inner.store(true, Ordering::Release);
+                }
+                if h.is_finished() {
+                    break;
+                }
+                std::thread::sleep(interval);
+                if err.is_none() {
+                    err = tick().err();
+                }
+            }
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other("recorder thread panicked")))
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        tick()?;
+        Ok(buffers)
+    }
+}
+
 /// Appends what the append-only file `src` (klog's `metadata`, whose whole content `read`
 /// returns) has beyond `copied` bytes to `dst`, and advances `copied`. `src` shorter than
 /// `copied` (rewritten) is copied anew; `src` gone after a first copy (its writer removed it)
